@@ -1,0 +1,75 @@
+"""Canonical msgpack: one byte string per value, so hashes and signatures are unambiguous.
+
+Canonical means: maps have str keys in sorted order, ints use msgpack's shortest form, byte strings
+are bin, text is str, no floats, no extension types. `decode_canonical` rejects anything else by
+re-encoding what it decoded and comparing bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+MAX_DEPTH = 16
+
+
+class EncodingError(ValueError):
+    pass
+
+
+def _sorted(obj: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise EncodingError("nesting too deep")
+    if isinstance(obj, dict):
+        for k in obj:
+            if not isinstance(k, str):
+                raise EncodingError("map keys must be text")
+        return {k: _sorted(obj[k], depth + 1) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_sorted(v, depth + 1) for v in obj]
+    if isinstance(obj, float):
+        raise EncodingError("floats are not allowed")
+    if obj is None or isinstance(obj, (bool, int, str, bytes)):
+        if isinstance(obj, int) and not isinstance(obj, bool) and not (-(2**63) <= obj < 2**64):
+            raise EncodingError("integer out of range")
+        return obj
+    raise EncodingError(f"type {type(obj).__name__} cannot be encoded")
+
+
+def encode(obj: Any) -> bytes:
+    """Canonical bytes of a value made of dict/list/tuple/str/bytes/int/bool/None."""
+    return msgpack.packb(_sorted(obj), use_bin_type=True)
+
+
+def encode_fast(obj: Any) -> bytes:
+    """Encode a value the caller built canonically (sorted str keys, no floats). Hot paths only."""
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def decode(data: bytes, max_bytes: int = 1 << 20) -> Any:
+    """Decode msgpack with limits; raises EncodingError on anything malformed."""
+    if len(data) > max_bytes:
+        raise EncodingError("too large")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_bin_len=max_bytes,
+            max_str_len=max_bytes,
+            max_array_len=100_000,
+            max_map_len=10_000,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises many types; all mean malformed input
+        raise EncodingError(f"undecodable: {type(exc).__name__}") from None
+
+
+def decode_canonical(data: bytes, max_bytes: int = 1 << 20) -> Any:
+    """Decode and insist the bytes are the canonical encoding of what they decode to."""
+    obj = decode(data, max_bytes)
+    if encode(obj) != data:
+        raise EncodingError("not canonical")
+    return obj

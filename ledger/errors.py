@@ -1,0 +1,61 @@
+"""Stable rejection codes. A code, once published, never changes its meaning or number."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Code(enum.Enum):
+    """Each code: (number, default message). Numbers are what JSON-RPC reports as error codes."""
+
+    TX_TOO_LARGE = (1001, "transaction exceeds the size limit")
+    TX_MALFORMED = (1002, "transaction is not valid canonical encoding")
+    TX_UNKNOWN_TYPE = (1003, "unknown transaction type")
+    TX_MISSING_FIELD = (1004, "a required field is missing")
+    TX_BAD_FIELD = (1005, "a field has the wrong type or an unknown field is present")
+    WRONG_CHAIN = (1006, "transaction is for another chain")
+    BAD_SIGNATURE = (1007, "a signature does not verify")
+    UNAUTHORIZED = (1008, "the signers may not act for this account")
+    NONCE_STALE = (1009, "nonce already used")
+    NONCE_FUTURE = (1010, "nonce is ahead of the account")
+    AMOUNT_NOT_POSITIVE = (1011, "amount must be a positive integer")
+    AMOUNT_OUT_OF_RANGE = (1012, "amount is larger than the largest allowed")
+    INSUFFICIENT_FUNDS = (1013, "balance too low")
+    UNKNOWN_ACCOUNT = (1014, "account does not exist")
+    SELF_TRANSFER = (1015, "sender and recipient are the same")
+    ALREADY_MEMBER = (1020, "account is already a member")
+    NOT_MEMBER = (1021, "account is not a member")
+    BLOCK_INVALID = (1100, "block is invalid")
+    BLOCK_HEIGHT = (1101, "block height does not follow the head")
+    BLOCK_TIME = (1102, "block time goes backwards")
+    GENESIS_INVALID = (1200, "genesis is invalid")
+
+    @property
+    def number(self) -> int:
+        return self.value[0]
+
+    @property
+    def default_message(self) -> str:
+        return self.value[1]
+
+
+class Rejected(Exception):
+    """A transaction or block the ledger refuses. The state it was applied to is unchanged."""
+
+    def __init__(self, code: Code, message: str | None = None) -> None:
+        self.code = code
+        self.message = message or code.default_message
+        super().__init__(f"{code.name}: {self.message}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code.name, "number": self.code.number, "message": self.message}
+
+
+class InvariantViolation(Exception):
+    """A ledger invariant failed. This is a bug, never a user error: the node must stop."""
+
+
+def check_invariant(condition: bool, what: str) -> None:
+    """Assert an invariant in production code (bare assert is stripped by python -O)."""
+    if not condition:
+        raise InvariantViolation(what)

@@ -1,0 +1,140 @@
+"""The persistent ledger: the committed state in a store, its Merkle commitment, and the head.
+
+Blocks go through two steps. `execute` applies a block to an overlay and computes its state root
+without touching the store (a validator does this before it votes). `commit` writes the overlay,
+the new root and any records the caller adds (the block itself, its commit certificate) in one
+atomic batch, so a crash leaves the last committed state whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.errors import Code, Rejected, check_invariant
+from ledger.genesis import Genesis
+from ledger.merkle import PendingRoot, Proof, StateCommitment
+from ledger.records import ChainHead, Totals
+from ledger.state import STATE_PREFIX, CommittedState, State, encode_record
+from ledger.store import Store
+from ledger.transition import BlockInput, apply_block, check_tx, select_block_txs
+from ledger.tx import SignatureCache, Tx
+
+META_GENESIS = b"meta/genesis_hash"
+META_ROOT = b"meta/root/"  # + height (8 bytes big-endian) -> state root at that height
+
+
+def root_key(height: int) -> bytes:
+    return META_ROOT + height.to_bytes(8, "big")
+
+
+@dataclass
+class ExecutedBlock:
+    """A block applied to an overlay; `state_root` is the root it would commit."""
+
+    block: BlockInput
+    txs: list[Tx]
+    state: State
+    encoded: dict[bytes, bytes | None]
+    pending_root: PendingRoot
+    base_height: int
+
+    @property
+    def state_root(self) -> bytes:
+        return self.pending_root.root
+
+
+class LedgerDB:
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.committed = CommittedState(store)
+        self.commitment = StateCommitment()
+        stored_genesis = store.get(META_GENESIS)
+        if stored_genesis is None:
+            self._write_genesis()
+        elif stored_genesis != genesis.hash:
+            raise Rejected(Code.GENESIS_INVALID, "this store was made from a different genesis")
+        else:
+            self.commitment.load((k[len(STATE_PREFIX):], v) for k, v in store.iterate(STATE_PREFIX))
+        stored_root = store.get(root_key(self.head.height))
+        check_invariant(stored_root == self.commitment.root, "state root rebuilt from the store differs from the one committed")
+
+    def _write_genesis(self) -> None:
+        records = self.genesis.initial_records()
+        encoded = {k: encode_record(r) for k, r in records.items()}
+        self.commitment.load(encoded.items())
+        batch: dict[bytes, bytes | None] = {STATE_PREFIX + k: v for k, v in encoded.items()}
+        batch[META_GENESIS] = self.genesis.hash
+        batch[root_key(0)] = self.commitment.root
+        self.store.write_batch(batch)
+
+    # reads ------------------------------------------------------------------------------------------------
+    @property
+    def head(self) -> ChainHead:
+        return self.committed.get(b"c")
+
+    @property
+    def state_root(self) -> bytes:
+        return self.commitment.root
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+    def root_at(self, height: int) -> bytes | None:
+        return self.store.get(root_key(height))
+
+    def view(self) -> State:
+        """A throwaway overlay over the committed state, for queries and checks."""
+        return State(self.committed)
+
+    def totals(self) -> Totals:
+        return self.committed.get(b"t")
+
+    def prove(self, key: bytes) -> tuple[bytes | None, Proof]:
+        """The committed value bytes of a state key (None if absent) and its proof against state_root."""
+        return self.store.get(STATE_PREFIX + key), self.commitment.prove(key)
+
+    # writes -----------------------------------------------------------------------------------------------
+    def execute(self, block: BlockInput, verified: SignatureCache | None = None) -> ExecutedBlock:
+        """Apply `block` on top of the head, in memory. Raises Rejected if it is invalid."""
+        state = self.view()
+        txs = apply_block(state, block, verified)
+        return self._finish(block, txs, state)
+
+    def build(
+        self, block: BlockInput, candidates: Sequence[bytes], verified: SignatureCache | None = None
+    ) -> ExecutedBlock:
+        """For a proposer: a block of the candidates that apply, executed."""
+        state = self.view()
+        block, txs = select_block_txs(state, block, candidates, verified)
+        return self._finish(block, txs, state)
+
+    def _finish(self, block: BlockInput, txs: list[Tx], state: State) -> ExecutedBlock:
+        encoded = {k: None if r is None else encode_record(r) for k, r in state.changes.items()}
+        pending = self.commitment.preview(encoded)
+        return ExecutedBlock(block, txs, state, encoded, pending, self.head.height)
+
+    def commit(self, executed: ExecutedBlock, extra: Mapping[bytes, bytes] | None = None) -> None:
+        """Write an executed block and `extra` records in one atomic batch."""
+        if executed.base_height != self.head.height:
+            raise Rejected(Code.BLOCK_HEIGHT, "the head moved since this block was executed")
+        batch: dict[bytes, bytes | None] = {STATE_PREFIX + k: v for k, v in executed.encoded.items()}
+        batch[root_key(executed.block.height)] = executed.state_root
+        if extra:
+            for k in extra:
+                check_invariant(not k.startswith(STATE_PREFIX) and not k.startswith(b"meta/"), "extra records stay out of the ledger's keys")
+            batch.update(extra)
+        self.store.write_batch(batch)
+        self.committed.updated(executed.state.changes)
+        self.commitment.install(executed.pending_root)
+        check_invariant(self.head.height == executed.block.height, "head did not advance to the committed block")
+
+    def check_tx(self, raw: bytes, verified: SignatureCache | None = None, state: State | None = None) -> Tx:
+        """Mempool admission: would `raw` apply on top of `state` (default: the head)?"""
+        return check_tx(state or self.view(), raw, verified)
+
+    def get_record(self, key: bytes) -> Any:
+        return self.committed.get(key)

@@ -1,0 +1,147 @@
+"""Views of the ledger state: the committed state in a store, and overlays that hold uncommitted writes.
+
+A block is applied to an overlay over the committed state; each transaction to an overlay over the
+block's. A rejected transaction's overlay is dropped, so the state it saw is unchanged, byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ledger import encoding
+from ledger.records import (
+    Account,
+    ChainHead,
+    Member,
+    Params,
+    PeriodRecord,
+    Totals,
+    Validator,
+    account_key,
+    member_key,
+    period_key,
+    record_from_wire,
+    record_to_wire,
+    validator_key,
+)
+
+STATE_PREFIX = b"s/"
+"""Where state keys live inside the store."""
+
+_DELETED = object()
+
+
+class StateReader(Protocol):
+    def get(self, key: bytes) -> Any: ...
+
+
+def encode_record(record: Any) -> bytes:
+    return encoding.encode_fast(record_to_wire(record))
+
+
+def decode_record(key: bytes, data: bytes) -> Any:
+    return record_from_wire(key, encoding.decode(data))
+
+
+class CommittedState:
+    """Decoded reads of the committed state in a store, through a bounded cache of records."""
+
+    CACHE_MAX = 200_000
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._cache: dict[bytes, Any] = {}
+
+    def get(self, key: bytes) -> Any:
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        data = self._store.get(STATE_PREFIX + key)
+        record = None if data is None else decode_record(key, data)
+        if len(self._cache) >= self.CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = record
+        return record
+
+    def updated(self, changes: dict[bytes, Any]) -> None:
+        """Refresh the cache after `changes` were written to the store."""
+        for key, record in changes.items():
+            self._cache[key] = record
+
+
+class State:
+    """An overlay: reads fall through to `parent`, writes stay here until `merge_into_parent`."""
+
+    __slots__ = ("_parent", "_writes")
+
+    def __init__(self, parent: StateReader) -> None:
+        self._parent = parent
+        self._writes: dict[bytes, Any] = {}
+
+    # generic access ---------------------------------------------------------------------------
+    def get(self, key: bytes) -> Any:
+        record = self._writes.get(key, _DELETED)
+        if record is _DELETED:
+            return self._parent.get(key)
+        return record
+
+    def put(self, key: bytes, record: Any) -> None:
+        self._writes[key] = record
+
+    def delete(self, key: bytes) -> None:
+        self._writes[key] = None
+
+    def child(self) -> "State":
+        return State(self)
+
+    def merge_into_parent(self) -> None:
+        parent = self._parent
+        if not isinstance(parent, State):
+            raise TypeError("only an overlay over another overlay can merge")
+        parent._writes.update(self._writes)
+
+    @property
+    def changes(self) -> dict[bytes, Any]:
+        """Written records by key; None marks a deletion."""
+        return self._writes
+
+    # typed access -----------------------------------------------------------------------------
+    def get_params(self) -> Params:
+        return self.get(b"g")
+
+    def get_head(self) -> ChainHead:
+        return self.get(b"c")
+
+    def set_head(self, head: ChainHead) -> None:
+        self._writes[b"c"] = head
+
+    def get_totals(self) -> Totals:
+        return self.get(b"t")
+
+    def set_totals(self, totals: Totals) -> None:
+        self._writes[b"t"] = totals
+
+    def get_account(self, address: bytes) -> Account | None:
+        return self.get(account_key(address))
+
+    def set_account(self, address: bytes, account: Account) -> None:
+        self._writes[account_key(address)] = account
+
+    def get_member(self, address: bytes) -> Member | None:
+        return self.get(member_key(address))
+
+    def set_member(self, address: bytes, member: Member | None) -> None:
+        self._writes[member_key(address)] = member
+
+    def get_period_record(self, period: int) -> PeriodRecord | None:
+        return self.get(period_key(period))
+
+    def set_period_record(self, period: int, record: PeriodRecord) -> None:
+        self._writes[period_key(period)] = record
+
+    def get_validator(self, address: bytes) -> Validator | None:
+        return self.get(validator_key(address))
+
+    def set_validator(self, address: bytes, validator: Validator | None) -> None:
+        self._writes[validator_key(address)] = validator

@@ -1,0 +1,220 @@
+"""The state transition: apply_block(state, block), and one process_<type> per transaction type.
+
+Normative text: specs/monetary.md, "State transition". Everything here is a deterministic function
+of the state and the block: no clock, no randomness, no I/O, integers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from ledger.constants import MAX_TXS_PER_BLOCK, RATE_SCALE
+from ledger.errors import Code, Rejected, check_invariant
+from ledger.monetary import (
+    add_member,
+    check_conservation,
+    compute_period,
+    process_periods,
+    remove_member,
+    settle_account,
+)
+from ledger.records import Account, ChainHead
+from ledger.state import State
+from ledger.tx import TX_SCHEMAS, SignatureCache, Tx, decode_tx, verify_tx_signatures
+
+
+@dataclass(frozen=True)
+class BlockInput:
+    """What the ledger needs of a block: its height, its time, its transactions, and the
+    validators that verified evidence shows misbehaved (to be slashed)."""
+
+    height: int
+    time_ms: int
+    txs: tuple[bytes, ...] = ()
+    slashes: tuple[bytes, ...] = field(default=())
+
+
+# authorization -----------------------------------------------------------------------------------
+def require_sole_signer(tx: Tx, address: bytes) -> None:
+    """The transaction must be signed by `address` and by nobody else."""
+    if len(tx.signatures) != 1 or tx.signatures[0][0] != address:
+        raise Rejected(Code.UNAUTHORIZED, "must be signed by the sending account's key alone")
+
+
+def require_registrar(state: State, tx: Tx) -> None:
+    if tx.sender != state.get_params().registrar:
+        raise Rejected(Code.UNAUTHORIZED, "only the registrar may do this")
+
+
+# transaction processing ------------------------------------------------------------------------------
+def process_nonce(state: State, tx: Tx) -> Account:
+    """Settle the sender, check its nonce equals the account's, and consume it."""
+    account = state.get_account(tx.sender)
+    if account is None:
+        if tx.nonce != 0:
+            raise Rejected(Code.NONCE_FUTURE, f"nonce {tx.nonce}, account expects 0")
+    elif tx.nonce < account.nonce:
+        raise Rejected(Code.NONCE_STALE, f"nonce {tx.nonce} already used; account expects {account.nonce}")
+    elif tx.nonce > account.nonce:
+        raise Rejected(Code.NONCE_FUTURE, f"nonce {tx.nonce}, account expects {account.nonce}")
+    account = settle_account(state, tx.sender)
+    account = Account(account.balance, account.nonce + 1, account.settled_period)
+    state.set_account(tx.sender, account)
+    return account
+
+
+def process_transfer(state: State, tx: Tx) -> None:
+    require_sole_signer(tx, tx.sender)
+    to, amount = tx.body["to"], tx.body["amount"]
+    if to == tx.sender:
+        raise Rejected(Code.SELF_TRANSFER)
+    sender = process_nonce(state, tx)
+    if sender.balance < amount:
+        raise Rejected(Code.INSUFFICIENT_FUNDS, f"balance {sender.balance} < amount {amount}")
+    state.set_account(tx.sender, Account(sender.balance - amount, sender.nonce, sender.settled_period))
+    recipient = settle_account(state, to)
+    state.set_account(to, Account(recipient.balance + amount, recipient.nonce, recipient.settled_period))
+
+
+def process_member_add(state: State, tx: Tx) -> None:
+    require_sole_signer(tx, tx.sender)
+    require_registrar(state, tx)
+    member = tx.body["member"]
+    process_nonce(state, tx)
+    if state.get_member(member) is not None:
+        raise Rejected(Code.ALREADY_MEMBER)
+    add_member(state, member)
+
+
+def process_member_remove(state: State, tx: Tx) -> None:
+    require_sole_signer(tx, tx.sender)
+    require_registrar(state, tx)
+    member = tx.body["member"]
+    process_nonce(state, tx)
+    if state.get_member(member) is None:
+        raise Rejected(Code.NOT_MEMBER)
+    remove_member(state, member)
+
+
+def process_member_leave(state: State, tx: Tx) -> None:
+    require_sole_signer(tx, tx.sender)
+    process_nonce(state, tx)
+    if state.get_member(tx.sender) is None:
+        raise Rejected(Code.NOT_MEMBER)
+    remove_member(state, tx.sender)
+
+
+TX_PROCESSORS: dict[str, Callable[[State, Tx], None]] = {
+    "transfer": process_transfer,
+    "member_add": process_member_add,
+    "member_remove": process_member_remove,
+    "member_leave": process_member_leave,
+}
+check_invariant(TX_PROCESSORS.keys() == TX_SCHEMAS.keys(), "every transaction type has a schema and a processor")
+
+
+def process_tx(state: State, raw: bytes, verified: SignatureCache | None = None) -> Tx:
+    """Apply one transaction to `state` (an overlay the caller drops if this raises Rejected).
+
+    Signatures are verified unless the hash is in `verified`; on success the hash is added to it.
+    """
+    tx = decode_tx(raw)
+    chain_id = state.get_params().chain_id
+    if tx.body["chain"] != chain_id:
+        raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {tx.body['chain']!r}, this is {chain_id!r}")
+    if verified is None or tx.hash not in verified:
+        verify_tx_signatures(tx, chain_id)
+        if verified is not None:
+            verified.add(tx.hash)
+    TX_PROCESSORS[tx.type](state, tx)
+    return tx
+
+
+def check_tx(state: State, raw: bytes, verified: SignatureCache | None = None) -> Tx:
+    """Would `raw` apply to `state`? Leaves `state` unchanged either way."""
+    return process_tx(state.child(), raw, verified)
+
+
+# slashing ------------------------------------------------------------------------------------------------
+def process_slash(state: State, validator_address: bytes) -> int:
+    """Move slash_fraction of a misbehaving validator's stake into the commons pool and remove it
+    from the validator set; its remaining stake returns to its account. Returns the amount slashed."""
+    validator = state.get_validator(validator_address)
+    if validator is None:
+        return 0  # already removed by earlier evidence
+    params = state.get_params()
+    slashed = validator.stake * params.slash_fraction // RATE_SCALE
+    returned = validator.stake - slashed
+    state.set_validator(validator_address, None)
+    account = settle_account(state, validator_address)
+    state.set_account(validator_address, Account(account.balance + returned, account.nonce, account.settled_period))
+    t = state.get_totals()
+    state.set_totals(
+        replace(
+            t,
+            bonded=t.bonded - validator.stake,
+            commons_pool=t.commons_pool + slashed,
+            circulating=t.circulating + returned,
+            slashed=t.slashed + slashed,
+        )
+    )
+    return slashed
+
+
+# the block -------------------------------------------------------------------------------------------------
+def process_block_header(state: State, block: BlockInput) -> None:
+    head = state.get_head()
+    if block.height != head.height + 1:
+        raise Rejected(Code.BLOCK_HEIGHT, f"block height {block.height} does not follow {head.height}")
+    if block.time_ms < head.time_ms:
+        raise Rejected(Code.BLOCK_TIME, f"block time {block.time_ms} is before the head's {head.time_ms}")
+    if len(block.txs) > MAX_TXS_PER_BLOCK:
+        raise Rejected(Code.BLOCK_INVALID, f"more than {MAX_TXS_PER_BLOCK} transactions")
+    params = state.get_params()
+    period = compute_period(block.time_ms, params.genesis_time_ms, params.period_seconds)
+    process_periods(state, period)
+    state.set_head(ChainHead(block.height, block.time_ms, period))
+
+
+def apply_block(state: State, block: BlockInput, verified: SignatureCache | None = None) -> list[Tx]:
+    """Apply a whole block to `state`. Raises Rejected if any part is invalid; the caller then
+    drops `state`. Order: header and period openings, slashes, transactions in order."""
+    process_block_header(state, block)
+    for address in block.slashes:
+        process_slash(state, address)
+    txs = []
+    for index, raw in enumerate(block.txs):
+        overlay = state.child()
+        try:
+            txs.append(process_tx(overlay, raw, verified))
+        except Rejected as exc:
+            raise Rejected(Code.BLOCK_INVALID, f"transaction {index}: {exc.code.name}: {exc.message}") from None
+        overlay.merge_into_parent()
+    check_conservation(state)
+    return txs
+
+
+def select_block_txs(
+    state: State, block: BlockInput, candidates: Sequence[bytes], verified: SignatureCache | None = None
+) -> tuple[BlockInput, list[Tx]]:
+    """For a proposer: apply the header, then every candidate that still applies, in order, up to
+    the block limit. Returns the block of the accepted transactions, applied to `state`."""
+    process_block_header(state, block)
+    for address in block.slashes:
+        process_slash(state, address)
+    accepted_raw: list[bytes] = []
+    txs: list[Tx] = []
+    for raw in candidates:
+        if len(accepted_raw) >= MAX_TXS_PER_BLOCK:
+            break
+        overlay = state.child()
+        try:
+            tx = process_tx(overlay, raw, verified)
+        except Rejected:
+            continue
+        overlay.merge_into_parent()
+        accepted_raw.append(raw)
+        txs.append(tx)
+    check_conservation(state)
+    return replace(block, txs=tuple(accepted_raw)), txs

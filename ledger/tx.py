@@ -1,0 +1,251 @@
+"""Transactions: wire format, field schemas, signatures.
+
+Wire form: canonical msgpack of [body_bytes, [[public_key, signature], ...]] where body_bytes is the
+canonical msgpack of a map with at least type, chain, from and nonce. Signatures are ed25519 over
+TX_SIGN_DOMAIN + chain_id + 0x00 + body_bytes, listed in ascending public-key order, one per key.
+The transaction hash is SHA-256 of the whole wire form. See specs/monetary.md, "Encoding".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import encoding
+from ledger.constants import (
+    ADDRESS_BYTES,
+    MAX_AMOUNT,
+    MAX_MEMO_BYTES,
+    MAX_SIGNATURES_PER_TX,
+    MAX_TX_BYTES,
+    SIGNATURE_BYTES,
+    TX_SIGN_DOMAIN,
+)
+from ledger.crypto import Keypair, sha256, verify_signature
+from ledger.errors import Code, Rejected
+
+# field checkers: each returns the value or raises Rejected ---------------------------------------
+Checker = Callable[[str, Any], Any]
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_address(name: str, value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != ADDRESS_BYTES:
+        raise Rejected(Code.TX_BAD_FIELD, f"{name} must be {ADDRESS_BYTES} bytes")
+    return value
+
+
+def check_amount(name: str, value: Any) -> int:
+    if not is_int(value):
+        raise Rejected(Code.TX_BAD_FIELD, f"{name} must be an integer")
+    if value <= 0:
+        raise Rejected(Code.AMOUNT_NOT_POSITIVE, f"{name} must be positive, got {value}")
+    if value > MAX_AMOUNT:
+        raise Rejected(Code.AMOUNT_OUT_OF_RANGE, f"{name} exceeds {MAX_AMOUNT}")
+    return value
+
+
+def check_nonnegative_int(name: str, value: Any) -> int:
+    if not is_int(value) or value < 0 or value > MAX_AMOUNT:
+        raise Rejected(Code.TX_BAD_FIELD, f"{name} must be an integer from 0 to {MAX_AMOUNT}")
+    return value
+
+
+def check_text(max_bytes: int) -> Checker:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or len(value.encode()) > max_bytes:
+            raise Rejected(Code.TX_BAD_FIELD, f"{name} must be text of at most {max_bytes} bytes")
+        return value
+
+    return check
+
+
+def check_hash(name: str, value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise Rejected(Code.TX_BAD_FIELD, f"{name} must be a 32-byte hash")
+    return value
+
+
+@dataclass(frozen=True)
+class Field:
+    check: Checker
+    required: bool = True
+
+
+COMMON_FIELDS: dict[str, Field] = {
+    "type": Field(check_text(64)),
+    "chain": Field(check_text(64)),
+    "from": Field(check_address),
+    "nonce": Field(check_nonnegative_int),
+}
+
+TX_SCHEMAS: dict[str, dict[str, Field]] = {
+    "transfer": {"to": Field(check_address), "amount": Field(check_amount), "memo": Field(check_text(MAX_MEMO_BYTES), required=False)},
+    "member_add": {"member": Field(check_address)},
+    "member_remove": {"member": Field(check_address)},
+    "member_leave": {},
+}
+"""Type-specific fields of each transaction type. A new type adds its schema here and its
+`process_<type>` function to ledger.transition.TX_PROCESSORS."""
+
+
+@dataclass(frozen=True)
+class Tx:
+    """A decoded, well-formed transaction. Signatures are not yet verified."""
+
+    raw: bytes
+    hash: bytes
+    body_bytes: bytes
+    body: dict[str, Any]
+    signatures: tuple[tuple[bytes, bytes], ...]
+
+    @property
+    def type(self) -> str:
+        return self.body["type"]
+
+    @property
+    def sender(self) -> bytes:
+        return self.body["from"]
+
+    @property
+    def nonce(self) -> int:
+        return self.body["nonce"]
+
+    @property
+    def signers(self) -> frozenset[bytes]:
+        return frozenset(pk for pk, _ in self.signatures)
+
+
+def compute_sign_bytes(chain_id: str, body_bytes: bytes) -> bytes:
+    return TX_SIGN_DOMAIN + chain_id.encode() + b"\x00" + body_bytes
+
+
+def decode_tx(raw: bytes) -> Tx:
+    """Parse and check a transaction's form. Raises Rejected with a stable code on any defect."""
+    if not isinstance(raw, (bytes, bytearray)):
+        raise Rejected(Code.TX_MALFORMED, "transaction must be bytes")
+    raw = bytes(raw)
+    if len(raw) > MAX_TX_BYTES:
+        raise Rejected(Code.TX_TOO_LARGE, f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
+    try:
+        envelope = encoding.decode(raw, MAX_TX_BYTES)
+    except encoding.EncodingError as exc:
+        raise Rejected(Code.TX_MALFORMED, str(exc)) from None
+    if not (isinstance(envelope, list) and len(envelope) == 2 and isinstance(envelope[0], bytes) and isinstance(envelope[1], list)):
+        raise Rejected(Code.TX_MALFORMED, "a transaction is [body bytes, signatures]")
+    body_bytes, sig_list = envelope
+    signatures = _check_signature_list(sig_list)
+    try:
+        body = encoding.decode(body_bytes, MAX_TX_BYTES)
+        if encoding.encode(body) != body_bytes or encoding.encode_fast(envelope) != raw:
+            raise encoding.EncodingError("not canonical")
+    except encoding.EncodingError as exc:
+        raise Rejected(Code.TX_MALFORMED, f"body: {exc}") from None
+    if not isinstance(body, dict):
+        raise Rejected(Code.TX_MALFORMED, "body must be a map")
+    _check_body(body)
+    return Tx(raw, sha256(raw), body_bytes, body, signatures)
+
+
+def _check_signature_list(sig_list: list[Any]) -> tuple[tuple[bytes, bytes], ...]:
+    if not sig_list:
+        raise Rejected(Code.TX_MISSING_FIELD, "transaction has no signature")
+    if len(sig_list) > MAX_SIGNATURES_PER_TX:
+        raise Rejected(Code.TX_BAD_FIELD, f"more than {MAX_SIGNATURES_PER_TX} signatures")
+    out = []
+    for item in sig_list:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], bytes)
+            and len(item[0]) == ADDRESS_BYTES
+            and isinstance(item[1], bytes)
+            and len(item[1]) == SIGNATURE_BYTES
+        ):
+            raise Rejected(Code.TX_BAD_FIELD, "a signature is [32-byte public key, 64-byte signature]")
+        out.append((item[0], item[1]))
+    keys = [pk for pk, _ in out]
+    if keys != sorted(set(keys)):
+        raise Rejected(Code.TX_BAD_FIELD, "signatures must be in ascending key order, one per key")
+    return tuple(out)
+
+
+def _check_body(body: dict[str, Any]) -> None:
+    for name, field in COMMON_FIELDS.items():
+        if name not in body:
+            raise Rejected(Code.TX_MISSING_FIELD, f"missing field {name!r}")
+        field.check(name, body[name])
+    schema = TX_SCHEMAS.get(body["type"])
+    if schema is None:
+        raise Rejected(Code.TX_UNKNOWN_TYPE, f"unknown transaction type {body['type']!r}")
+    for name, field in schema.items():
+        if name in body:
+            field.check(name, body[name])
+        elif field.required:
+            raise Rejected(Code.TX_MISSING_FIELD, f"missing field {name!r}")
+    extra = set(body) - COMMON_FIELDS.keys() - schema.keys()
+    if extra:
+        raise Rejected(Code.TX_BAD_FIELD, f"unknown field(s) {sorted(extra)}")
+
+
+def verify_tx_signatures(tx: Tx, chain_id: str) -> None:
+    """Raise Rejected(BAD_SIGNATURE) unless every signature verifies."""
+    message = compute_sign_bytes(chain_id, tx.body_bytes)
+    for public_key, signature in tx.signatures:
+        if not verify_signature(public_key, message, signature):
+            raise Rejected(Code.BAD_SIGNATURE, f"signature by {public_key.hex()[:16]}… does not verify")
+
+
+class SignatureCache:
+    """Hashes of transactions whose signatures this node has verified, so each is checked once.
+
+    Bounded: when full it forgets the oldest half (a forgotten hash is simply verified again).
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._hashes: dict[bytes, None] = {}
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._hashes
+
+    def add(self, tx_hash: bytes) -> None:
+        if len(self._hashes) >= self._capacity:
+            for h in list(self._hashes)[: self._capacity // 2]:
+                del self._hashes[h]
+        self._hashes[tx_hash] = None
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
+# building and signing (wallets, tests, benchmarks) ------------------------------------------------
+def encode_body(tx_type: str, chain_id: str, sender: bytes, nonce: int, **fields: Any) -> bytes:
+    return encoding.encode({"type": tx_type, "chain": chain_id, "from": sender, "nonce": nonce, **fields})
+
+
+def sign_tx(chain_id: str, body_bytes: bytes, signers: list[Keypair]) -> bytes:
+    """Wire bytes of a body signed by every keypair in `signers`."""
+    message = compute_sign_bytes(chain_id, body_bytes)
+    sigs = sorted((kp.public_key, kp.sign(message)) for kp in signers)
+    return encoding.encode([body_bytes, [[pk, sig] for pk, sig in sigs]])
+
+
+def add_signatures(raw: bytes, chain_id: str, signers: list[Keypair]) -> bytes:
+    """Add signatures to a transaction (multi-party signing); existing ones are kept."""
+    tx = decode_tx(raw)
+    message = compute_sign_bytes(chain_id, tx.body_bytes)
+    sigs = dict(tx.signatures)
+    for kp in signers:
+        sigs[kp.public_key] = kp.sign(message)
+    return encoding.encode([tx.body_bytes, [[pk, sigs[pk]] for pk in sorted(sigs)]])
+
+
+def make_tx(chain_id: str, tx_type: str, signer: Keypair, nonce: int, sender: bytes | None = None, **fields: Any) -> bytes:
+    """A transaction of one signer, from its own account unless `sender` names another."""
+    body = encode_body(tx_type, chain_id, sender or signer.public_key, nonce, **fields)
+    return sign_tx(chain_id, body, [signer])
