@@ -1,0 +1,207 @@
+"""The mempool: transactions checked against the head state plus those already pending, in arrival order.
+
+Admission (`add`): decode, signature (once per node, through the shared `SignatureCache` that block
+execution consults too), chain, nonce, balance: the transaction is applied to an overlay holding the
+head state and every pending transaction, so a second transfer is checked against the balance the
+first one leaves. Duplicates are recognised by hash. The pool is bounded by count and bytes; when
+full it refuses with `MempoolFull`, it never evicts an admitted transaction for a newer one.
+
+After each commit, `update` drops the committed transactions and re-checks the rest against the new
+head (signatures are cached, so this is nonce and balance arithmetic), dropping those that no
+longer apply. The proposer takes `reap(max_txs, max_bytes)`: the oldest first.
+
+Signature checks are the expensive part; `prevalidate` does decode and signature verification with
+no state, so the node can run it off the event loop on batches, and `add` then finds the hashes in
+the cache.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
+from ledger.errors import Code
+from ledger.state import State
+from ledger.tx import verify_tx_signatures
+
+__all__ = ["AddResult", "Mempool", "MempoolFull", "prevalidate"]
+
+REJECTED_MEMORY = 10_000
+"""Hashes of recently refused transactions remembered, so gossip repeats cost a lookup."""
+
+
+PERMANENT_REJECTIONS = frozenset(
+    {Code.TX_TOO_LARGE, Code.TX_MALFORMED, Code.TX_UNKNOWN_TYPE, Code.TX_MISSING_FIELD, Code.TX_BAD_FIELD,
+     Code.WRONG_CHAIN, Code.BAD_SIGNATURE, Code.NONCE_STALE}
+)
+"""Refusals no later state can undo: a repeat of such a transaction is refused from memory."""
+
+
+class MempoolFull(Exception):
+    """The pool holds its maximum count or bytes. The client should retry after the next block."""
+
+    code_name = "MEMPOOL_FULL"
+    number = 2001
+
+    def __init__(self, message: str) -> None:
+        self.message = f"mempool full: {message}"
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code_name, "number": self.number, "message": self.message}
+
+
+class AddResult(enum.Enum):
+    ADDED = "added"
+    DUPLICATE = "duplicate"
+    """Already pending (not an error: submitting twice is harmless)."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    tx: Tx
+    size: int
+
+
+def prevalidate(raws: Iterable[bytes], chain_id: str) -> list[Tx | Rejected]:
+    """Decode and verify signatures, without state. Safe to run in a worker thread: it touches no
+    shared object. The caller adds the hashes of the returned `Tx`s to the SignatureCache."""
+    out: list[Tx | Rejected] = []
+    for raw in raws:
+        try:
+            tx = decode_tx(raw)
+            if tx.body["chain"] != chain_id:
+                raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {tx.body['chain']!r}, this is {chain_id!r}")
+            verify_tx_signatures(tx, chain_id)
+            out.append(tx)
+        except Rejected as exc:
+            out.append(exc)
+    return out
+
+
+class Mempool:
+    def __init__(self, ledger: LedgerDB, verified: SignatureCache, max_txs: int = 50_000, max_bytes: int = 64 << 20) -> None:
+        self._ledger = ledger
+        self._verified = verified
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self._pending: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._bytes = 0
+        self._overlay: State = ledger.view()
+        self._rejected: OrderedDict[bytes, Rejected] = OrderedDict()
+        self.stats = {"added": 0, "duplicate": 0, "rejected": 0, "full": 0, "committed": 0, "evicted_on_recheck": 0}
+
+    # reads --------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._pending
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_hash: bytes) -> Tx | None:
+        entry = self._pending.get(tx_hash)
+        return None if entry is None else entry.tx
+
+    def pending_view(self) -> State:
+        """A throwaway overlay of the head state with every pending transaction applied (for the
+        RPC's next-nonce answer)."""
+        return self._overlay.child()
+
+    def reap(self, max_txs: int, max_bytes: int) -> list[bytes]:
+        """The oldest pending transactions, at most `max_txs` of at most `max_bytes` in all."""
+        out: list[bytes] = []
+        total = 0
+        for entry in self._pending.values():
+            if len(out) >= max_txs or total + entry.size > max_bytes:
+                break
+            out.append(entry.tx.raw)
+            total += entry.size
+        return out
+
+    # writes -------------------------------------------------------------------------------------------
+    def add(self, raw: bytes) -> tuple[AddResult, bytes]:
+        """Admit one transaction. Returns (result, tx hash); raises Rejected or MempoolFull."""
+        if not isinstance(raw, bytes):
+            raise Rejected(Code.TX_MALFORMED, "transaction must be bytes")
+        tx = decode_tx(raw)
+        return self.add_decoded(tx)
+
+    def add_decoded(self, tx: Tx) -> tuple[AddResult, bytes]:
+        if tx.hash in self._pending:
+            self.stats["duplicate"] += 1
+            return AddResult.DUPLICATE, tx.hash
+        known = self._rejected.get(tx.hash)
+        if known is not None:
+            self.stats["rejected"] += 1
+            raise known
+        size = len(tx.raw)
+        if len(self._pending) >= self.max_txs:
+            self.stats["full"] += 1
+            raise MempoolFull(f"{len(self._pending)} transactions pending, the limit is {self.max_txs}")
+        if self._bytes + size > self.max_bytes:
+            self.stats["full"] += 1
+            raise MempoolFull(f"{self._bytes} bytes pending, the limit is {self.max_bytes}")
+        overlay = self._overlay.child()
+        try:
+            process_tx(overlay, tx.raw, self._verified)
+        except Rejected as exc:
+            self._remember_rejected(tx.hash, exc)
+            raise
+        overlay.merge_into_parent()
+        self._pending[tx.hash] = _Entry(tx, size)
+        self._bytes += size
+        self.stats["added"] += 1
+        return AddResult.ADDED, tx.hash
+
+    def add_prevalidated(self, results: Iterable[Tx | Rejected]) -> list[tuple[AddResult, bytes] | Exception]:
+        """Admit the output of `prevalidate`: signatures already checked, so they enter the cache."""
+        out: list[tuple[AddResult, bytes] | Exception] = []
+        for item in results:
+            if isinstance(item, Rejected):
+                self.stats["rejected"] += 1
+                out.append(item)
+                continue
+            self._verified.add(item.hash)
+            try:
+                out.append(self.add_decoded(item))
+            except (Rejected, MempoolFull) as exc:
+                out.append(exc)
+        return out
+
+    def update(self, committed_hashes: Iterable[bytes]) -> None:
+        """After a commit: drop the committed transactions, re-check the rest on the new head."""
+        for tx_hash in committed_hashes:
+            entry = self._pending.pop(tx_hash, None)
+            if entry is not None:
+                self._bytes -= entry.size
+                self.stats["committed"] += 1
+        self._overlay = self._ledger.view()
+        survivors: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._bytes = 0
+        for tx_hash, entry in self._pending.items():
+            overlay = self._overlay.child()
+            try:
+                process_tx(overlay, entry.tx.raw, self._verified)
+            except Rejected as exc:
+                self._remember_rejected(tx_hash, exc)
+                self.stats["evicted_on_recheck"] += 1
+                continue
+            overlay.merge_into_parent()
+            survivors[tx_hash] = entry
+            self._bytes += entry.size
+        self._pending = survivors
+
+    def _remember_rejected(self, tx_hash: bytes, exc: Rejected) -> None:
+        self.stats["rejected"] += 1
+        if exc.code not in PERMANENT_REJECTIONS:
+            return  # may apply later (after an earlier nonce, an incoming transfer, a membership change)
+        self._rejected[tx_hash] = exc
+        if len(self._rejected) > REJECTED_MEMORY:
+            self._rejected.popitem(last=False)

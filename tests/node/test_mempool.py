@@ -1,0 +1,127 @@
+"""Mempool admission, bounds, ordering, and the re-check after a commit."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus.mempool import AddResult, Mempool, MempoolFull, prevalidate
+from ledger import BlockInput, Rejected, SignatureCache
+from ledger.errors import Code
+from tests.ledger.helpers import CHAIN_ID, PERIOD_MS, make_genesis, new_ledger, transfer_tx
+
+
+def make_pool(**bounds: int) -> tuple[Mempool, SignatureCache]:
+    ledger = new_ledger(make_genesis({1: 1_000, 2: 1_000}))
+    cache = SignatureCache()
+    return Mempool(ledger, cache, **bounds), cache
+
+
+def test_add_admits_valid_transaction_and_caches_signature() -> None:
+    pool, cache = make_pool()
+    result, tx_hash = pool.add(transfer_tx(1, 2, 10, 0))
+    assert result is AddResult.ADDED
+    assert tx_hash in pool and tx_hash in cache and len(pool) == 1
+
+
+def test_add_deduplicates_by_hash() -> None:
+    pool, _ = make_pool()
+    raw = transfer_tx(1, 2, 10, 0)
+    pool.add(raw)
+    assert pool.add(raw)[0] is AddResult.DUPLICATE
+    assert len(pool) == 1
+
+
+def test_add_checks_nonce_and_balance_against_pending() -> None:
+    pool, _ = make_pool()
+    pool.add(transfer_tx(1, 2, 600, 0))
+    with pytest.raises(Rejected) as stale:
+        pool.add(transfer_tx(1, 2, 5, 0))
+    assert stale.value.code is Code.NONCE_STALE
+    with pytest.raises(Rejected) as poor:
+        pool.add(transfer_tx(1, 2, 600, 1))  # 1000 - 600 left 400
+    assert poor.value.code is Code.INSUFFICIENT_FUNDS
+    with pytest.raises(Rejected) as future:
+        pool.add(transfer_tx(1, 2, 5, 5))
+    assert future.value.code is Code.NONCE_FUTURE
+    assert pool.add(transfer_tx(1, 2, 400, 1))[0] is AddResult.ADDED
+
+
+def test_add_rejects_bad_signature_and_remembers_it() -> None:
+    pool, cache = make_pool()
+    raw = bytearray(transfer_tx(1, 2, 10, 0))
+    raw[-1] ^= 1  # last byte of the signature
+    with pytest.raises(Rejected) as bad:
+        pool.add(bytes(raw))
+    assert bad.value.code is Code.BAD_SIGNATURE
+    with pytest.raises(Rejected):
+        pool.add(bytes(raw))
+    assert len(pool) == 0 and len(cache) == 0
+
+
+def test_add_refuses_when_full_by_count() -> None:
+    pool, _ = make_pool(max_txs=2)
+    pool.add(transfer_tx(1, 2, 1, 0))
+    pool.add(transfer_tx(1, 2, 1, 1))
+    with pytest.raises(MempoolFull, match="mempool full"):
+        pool.add(transfer_tx(1, 2, 1, 2))
+    assert MempoolFull("x").to_dict()["code"] == "MEMPOOL_FULL"
+
+
+def test_add_refuses_when_full_by_bytes() -> None:
+    raw = transfer_tx(1, 2, 1, 0)
+    pool, _ = make_pool(max_bytes=len(raw) + 10)
+    pool.add(raw)
+    with pytest.raises(MempoolFull):
+        pool.add(transfer_tx(2, 1, 1, 0))
+
+
+def test_reap_returns_oldest_first_within_bounds() -> None:
+    pool, _ = make_pool()
+    raws = [transfer_tx(1, 2, 1, n) for n in range(5)]
+    for raw in raws:
+        pool.add(raw)
+    assert pool.reap(3, 1 << 20) == raws[:3]
+    assert pool.reap(10, len(raws[0]) * 2) == raws[:2]
+
+
+def test_update_removes_committed_and_rechecks_the_rest() -> None:
+    pool, cache = make_pool()
+    ledger = pool._ledger
+    first, second = transfer_tx(1, 2, 1, 0), transfer_tx(1, 2, 1, 1)
+    pool.add(first)
+    pool.add(second)
+    # Another proposer's block spends nonce 1 differently: our `second` is now stale.
+    other = transfer_tx(1, 2, 7, 1)
+    executed = ledger.execute(BlockInput(1, PERIOD_MS, (first, other)), cache)
+    ledger.commit(executed)
+    pool.update([tx.hash for tx in executed.txs])
+    assert len(pool) == 0 and pool.size_bytes == 0
+    assert pool.add(transfer_tx(1, 2, 1, 2))[0] is AddResult.ADDED
+
+
+def test_update_keeps_transactions_that_still_apply() -> None:
+    pool, cache = make_pool()
+    ledger = pool._ledger
+    a, b = transfer_tx(1, 2, 1, 0), transfer_tx(2, 1, 1, 0)
+    pool.add(a)
+    pool.add(b)
+    executed = ledger.execute(BlockInput(1, PERIOD_MS, (a,)), cache)
+    ledger.commit(executed)
+    pool.update([executed.txs[0].hash])
+    assert pool.reap(10, 1 << 20) == [b]
+
+
+def test_prevalidate_then_add_verifies_each_signature_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, cache = make_pool()
+    raws = [transfer_tx(1, 2, 1, n) for n in range(3)]
+    checked = prevalidate(raws + [b"\x00garbage"], CHAIN_ID)
+    assert isinstance(checked[-1], Rejected)
+    import ledger.transition as transition
+
+    def must_not_verify(*_: object) -> None:
+        raise AssertionError("signature verified twice")
+
+    monkeypatch.setattr(transition, "verify_tx_signatures", must_not_verify)
+    results = pool.add_prevalidated(checked)
+    assert [r[0] for r in results[:3]] == [AddResult.ADDED] * 3  # type: ignore[index]
+    assert isinstance(results[3], Rejected)
