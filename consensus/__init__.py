@@ -1,0 +1,7 @@
+"""Hearth consensus: the Tendermint BFT algorithm as a pure state machine, apart from the ledger.
+
+Modules: `types` (signed messages, validator sets, commit certificates), `proposer` (who proposes a
+round), `signer` (the double-signing guard), `evidence` (proof of equivocation), `block` (the block
+and its header), `app` (what the engine needs from the application) and `engine` (one validator's
+state machine). The normative text is specs/consensus.md.
+"""

@@ -1,0 +1,119 @@
+"""consensus.block: the header commits to the whole block; the hash is sha256 of the header."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus.block import Block, Header, merkle_root
+from consensus.errors import MessageInvalid
+from consensus.evidence import DuplicateVoteEvidence
+from consensus.testing import keypairs, sign_vote
+from consensus.types import VoteKind
+from ledger.crypto import sha256
+from ledger.encoding import encode
+
+KEY = keypairs(1)[0]
+
+
+def evidence_at(height: int) -> DuplicateVoteEvidence:
+    a = sign_vote(KEY, "c", VoteKind.PREVOTE, height, 0, b"\x01" * 32)
+    b = sign_vote(KEY, "c", VoteKind.PREVOTE, height, 0, None)
+    return DuplicateVoteEvidence.from_votes(a, b)
+
+
+def block(
+    height: int = 2,
+    txs: tuple[bytes, ...] = (b"tx1", b"tx2"),
+    evidence: tuple[DuplicateVoteEvidence, ...] = (),
+) -> Block:
+    return Block.build(
+        chain_id="hearth-test",
+        height=height,
+        time_ms=1_700_000_000_000,
+        prev_block_hash=b"\x05" * 32,
+        state_root=b"\x06" * 32,
+        proposer=KEY.public_key,
+        validators_hash=b"\x07" * 32,
+        txs=txs,
+        evidence=evidence,
+    )
+
+
+def test_block_hash_is_sha256_of_the_canonical_header() -> None:
+    b = block()
+    assert b.hash == sha256(encode(b.header.to_wire())) == b.header.hash
+    assert len(b.hash) == 32
+
+
+def test_block_round_trips_and_keeps_its_hash() -> None:
+    b = block(evidence=(evidence_at(1),))
+    again = Block.from_bytes(b.to_bytes())
+    assert again == b and again.hash == b.hash
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Header)])
+def test_every_header_field_changes_the_hash(field: str) -> None:
+    header = block().header
+    value = getattr(header, field)
+    if isinstance(value, str):
+        changed: object = value + "x"
+    elif isinstance(value, int):
+        changed = value + 1
+    else:
+        changed = bytes(b ^ 1 for b in value)
+    assert dataclasses.replace(header, **{field: changed}).hash != header.hash
+
+
+def test_body_that_does_not_match_the_header_is_rejected() -> None:
+    b = block()
+    with pytest.raises(MessageInvalid, match="txs_hash"):
+        Block(b.header, (b"tx1", b"other"), ())
+    with pytest.raises(MessageInvalid, match="evidence_hash"):
+        Block(b.header, b.txs, (evidence_at(1),))
+    wire = b.to_wire()
+    wire["txs"] = [b"tx2", b"tx1"]
+    with pytest.raises(MessageInvalid):
+        Block.from_wire(wire)
+
+
+def test_evidence_must_come_from_an_earlier_height() -> None:
+    with pytest.raises(MessageInvalid, match="earlier height"):
+        block(height=2, evidence=(evidence_at(2),))
+
+
+def test_empty_transactions_are_rejected() -> None:
+    with pytest.raises(MessageInvalid):
+        block(txs=(b"",))
+
+
+def test_merkle_root_follows_rfc6962() -> None:
+    assert merkle_root([]) == sha256(b"")
+    leaf = [sha256(b"\x00" + x) for x in (b"a", b"b", b"c")]
+    assert merkle_root([b"a"]) == leaf[0]
+    ab = sha256(b"\x01" + leaf[0] + leaf[1])
+    assert merkle_root([b"a", b"b"]) == ab
+    assert merkle_root([b"a", b"b", b"c"]) == sha256(b"\x01" + ab + leaf[2])
+
+
+@settings(max_examples=50)
+@given(st.lists(st.binary(min_size=1, max_size=8), max_size=9), st.data())
+def test_merkle_root_changes_when_any_leaf_or_the_order_changes(leaves: list[bytes], data: st.DataObject) -> None:
+    root = merkle_root(leaves)
+    if leaves:
+        i = data.draw(st.integers(0, len(leaves) - 1))
+        assert merkle_root(leaves[:i] + [leaves[i] + b"!"] + leaves[i + 1 :]) != root
+    assert merkle_root(leaves + [b"x"]) != root
+
+
+@settings(max_examples=100)
+@given(st.binary(max_size=300))
+def test_random_bytes_are_rejected_as_message_invalid_only(data: bytes) -> None:
+    try:
+        Block.from_bytes(data)
+    except MessageInvalid:
+        return
+    raise AssertionError("random bytes decoded as a block")
