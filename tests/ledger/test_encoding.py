@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.encoding import EncodingError, decode, decode_canonical, encode
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=20) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(values)
+def test_encode_decode_round_trip(value: object) -> None:
+    data = encode(value)
+    assert decode_canonical(data) == value
+    assert encode(decode(data)) == data
+
+
+def test_map_keys_are_sorted_whatever_the_insertion_order() -> None:
+    assert encode({"b": 1, "a": 2}) == encode({"a": 2, "b": 1})
+
+
+def test_non_canonical_map_order_is_rejected() -> None:
+    unsorted = msgpack.packb({"b": 1, "a": 2}, use_bin_type=True)
+    with pytest.raises(EncodingError):
+        decode_canonical(unsorted)
+
+
+def test_non_shortest_integer_is_rejected() -> None:
+    long_form = b"\xcd\x00\x05"  # uint16 encoding of 5
+    assert decode(long_form) == 5
+    with pytest.raises(EncodingError):
+        decode_canonical(long_form)
+
+
+@pytest.mark.parametrize("bad", [1.5, {1: "int key"}, object(), 2**64])
+def test_unencodable_values_are_refused(bad: object) -> None:
+    with pytest.raises(EncodingError):
+        encode(bad)
+
+
+@pytest.mark.parametrize("data", [b"", b"\xc1", b"\x92\x01", b"\xdd\xff\xff\xff\xff"])
+def test_malformed_bytes_raise_encoding_error(data: bytes) -> None:
+    with pytest.raises(EncodingError):
+        decode(data)
+
+
+def test_oversized_input_is_refused() -> None:
+    with pytest.raises(EncodingError):
+        decode(encode(b"x" * 100), max_bytes=50)

@@ -1,0 +1,74 @@
+"""Storage: atomic per-block writes, reopening, and refusing a store of another genesis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger import Code, LedgerDB, LevelDBStore, MemoryStore, Rejected
+from ledger.state import STATE_PREFIX
+from tests.ledger.helpers import commit_block, make_genesis, transfer_tx
+
+
+def test_reopened_leveldb_store_has_the_same_head_and_root(tmp_path: Path) -> None:
+    genesis = make_genesis()
+    store = LevelDBStore(str(tmp_path / "db"))
+    db = LedgerDB(store, genesis)
+    commit_block(db, (transfer_tx(1, 2, 100, 0),))
+    commit_block(db, (transfer_tx(2, 1, 7, 0),))
+    head, root = db.head, db.state_root
+    store.close()
+    reopened = LedgerDB(LevelDBStore(str(tmp_path / "db")), genesis)
+    assert reopened.head == head
+    assert reopened.state_root == root
+    assert reopened.root_at(2) == root
+
+
+def test_a_store_of_another_genesis_is_refused(tmp_path: Path) -> None:
+    store = LevelDBStore(str(tmp_path / "db"))
+    LedgerDB(store, make_genesis())
+    store.close()
+    with pytest.raises(Rejected) as err:
+        LedgerDB(LevelDBStore(str(tmp_path / "db")), make_genesis(commons_pool=5))
+    assert err.value.code is Code.GENESIS_INVALID
+
+
+class CrashingStore(MemoryStore):
+    """Dies in the middle of writing a batch: nothing of the batch is applied (LevelDB batches are atomic)."""
+
+    crash = False
+
+    def write_batch(self, changes, sync=True):  # type: ignore[no-untyped-def]
+        if self.crash:
+            raise OSError("power cut")
+        super().write_batch(changes, sync)
+
+
+def test_a_crash_during_commit_leaves_the_last_committed_state_whole() -> None:
+    genesis = make_genesis()
+    store = CrashingStore()
+    db = LedgerDB(store, genesis)
+    commit_block(db, (transfer_tx(1, 2, 100, 0),))
+    before = dict(store._data)
+    store.crash = True
+    with pytest.raises(OSError):
+        commit_block(db, (transfer_tx(1, 2, 5, 1),))
+    assert store._data == before
+    store.crash = False
+    recovered = LedgerDB(store, genesis)  # a restart reads only what was committed
+    assert recovered.head.height == 1
+    assert recovered.state_root == LedgerDB(_replay(genesis), genesis).state_root
+
+
+def _replay(genesis):  # type: ignore[no-untyped-def]
+    store = MemoryStore()
+    db = LedgerDB(store, genesis)
+    commit_block(db, (transfer_tx(1, 2, 100, 0),), time_ms=10_000)
+    return store
+
+
+def test_state_keys_live_under_the_state_prefix() -> None:
+    store = MemoryStore()
+    LedgerDB(store, make_genesis())
+    assert any(k.startswith(STATE_PREFIX) for k in store._data)
