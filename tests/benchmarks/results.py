@@ -1,0 +1,44 @@
+"""Shared by benchmarks: the physical limit V (PyNaCl ed25519 verifications/s on one core) and the
+results file `bench-results.json`, which records V, each figure, and each figure's fraction of its limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench-results.json"
+_V: float | None = None
+
+
+def measure_verify_rate(seconds: float = 2.0) -> float:
+    """PyNaCl ed25519 verifications per second on this core, on transfer-sized messages."""
+    global _V
+    if _V is None:
+        key = nacl.signing.SigningKey(b"\x07" * 32)
+        verify_key = key.verify_key
+        messages = [os.urandom(150) for _ in range(256)]
+        signed = [(m, key.sign(m).signature) for m in messages]
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for m, s in signed:
+                verify_key.verify(m, s)
+            count += len(signed)
+        _V = count / (time.perf_counter() - start)
+    return _V
+
+
+def record(name: str, figures: dict[str, Any]) -> None:
+    data: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data["machine"] = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
+    data["V_verify_per_s_one_core"] = round(measure_verify_rate())
+    data[name] = figures
+    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(f"\n{name}:")
+    for k, v in figures.items():
+        print(f"  {k:<40} {v}")
