@@ -1,0 +1,243 @@
+"""Every method in consensus.rpc_methods.METHODS, round trip over HTTP against the fake node."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli.rpc_client import RpcCallError, RpcClient
+from consensus.mempool import MempoolFull
+from consensus.rpc_methods import METHODS, OPENRPC_PATH, ErrorCode
+from ledger import Code
+from ledger.constants import MAX_TX_BYTES, RATE_SCALE
+from ledger.crypto import sha256
+from ledger.merkle import Proof, verify_proof
+from ledger.queries import get_account_info, get_supply
+from tests.ledger.helpers import PERIOD_MS, key, transfer_tx
+from tests.rpc.conftest import COIN
+from tests.rpc.fake_node import ServedNode
+
+
+def addr(i: int) -> str:
+    return key(i).address.hex()
+
+
+def error_of(client: RpcClient, method: str, **params: object) -> RpcCallError:
+    with pytest.raises(RpcCallError) as err:
+        client.call(method, **params)
+    return err.value
+
+
+def test_status_reports_the_head(served: ServedNode, client: RpcClient) -> None:
+    client.call("submit_tx", tx=transfer_tx(1, 2, COIN, 0).hex())
+    status = client.call("status")
+    ledger = served.node.ledger
+    assert status["chain_id"] == "hearth-test"
+    assert status["genesis_hash"] == served.node.genesis.hash.hex()
+    assert status["height"] == 1 == ledger.head.height
+    assert status["state_root"] == ledger.state_root.hex()
+    assert status["block_hash"] == served.node.blocks[1]["header"]["hash"]
+    assert status["block_time_ms"] == ledger.head.time_ms
+    assert status["period"] == ledger.head.period
+    assert (status["syncing"], status["peers"], status["is_validator"]) == (False, 3, True)
+
+
+def test_account_is_the_ledger_query_at_the_head(served: ServedNode, client: RpcClient) -> None:
+    served.run(lambda: served.node.commit_block(time_ms=3 * PERIOD_MS))
+    answer = client.call("account", address=addr(1))
+    expected = served.run(lambda: get_account_info(served.node.ledger.view(), key(1).address))
+    assert answer == {**expected, "height": 1}
+    assert answer["pending_demurrage"] > 0 and answer["pending_ubi"] > 0
+    assert answer["member"] == {"joined_period": 0}
+    unknown = client.call("account", address="0x" + "ab" * 32)
+    assert (unknown["exists"], unknown["balance"], unknown["nonce"]) == (False, 0, 0)
+
+
+@pytest.mark.parametrize("who", [1, 2])
+def test_account_projection_equals_what_the_chain_then_shows(served: ServedNode, client: RpcClient, who: int) -> None:
+    projected = client.call("account", address=addr(who), project_periods=7)["projection"]
+    assert projected["periods"] == 7 and projected["period"] == 7
+    served.run(lambda: served.node.commit_block(time_ms=7 * PERIOD_MS))
+    later = client.call("account", address=addr(who))
+    assert later["period"] == 7
+    assert projected["balance"] == later["balance"]
+    assert (projected["pending_demurrage"], projected["pending_ubi"]) == (later["pending_demurrage"], later["pending_ubi"])
+
+
+def test_supply_parts_add_up(served: ServedNode, client: RpcClient) -> None:
+    served.run(lambda: served.node.commit_block(time_ms=2 * PERIOD_MS))
+    supply = client.call("supply")
+    assert supply == {"height": 1, **served.run(lambda: get_supply(served.node.ledger.view()))}
+    assert supply["circulating"] + supply["commons_pool"] + supply["ubi_reserve"] + supply["bonded"] == supply["total"]
+    assert supply["total"] == 180 * COIN
+
+
+def test_params(client: RpcClient) -> None:
+    params = client.call("params")
+    assert params["chain_id"] == "hearth-test"
+    assert params["registrar"] == addr(0)
+    assert params["demurrage_rate"] == RATE_SCALE // 100 and params["rate_scale"] == RATE_SCALE
+    assert params["units_per_coin"] == COIN and params["max_tx_bytes"] == MAX_TX_BYTES
+
+
+def test_submit_tx_then_tx_finds_it(client: RpcClient) -> None:
+    raw = transfer_tx(1, 2, 5 * COIN, 0)
+    assert client.call("submit_tx", tx=raw.hex()) == {"hash": sha256(raw).hex()}
+    found = client.call("tx", hash=sha256(raw).hex())
+    assert (found["height"], found["index"], found["tx"]) == (1, 0, raw.hex())
+    assert found["body"]["type"] == "transfer" and found["body"]["amount"] == 5 * COIN
+    assert found["body"]["to"] == addr(2) and found["signers"] == [addr(1)]
+    assert found["result"] == {"code": 0}
+    assert client.call("tx", hash="00" * 32) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (transfer_tx(1, 2, 5 * COIN, 3), Code.NONCE_FUTURE),
+        (transfer_tx(1, 2, 10**15, 0), Code.INSUFFICIENT_FUNDS),
+        (b"\x93\x01\x02\x03", Code.TX_MALFORMED),
+        (b"\x00" * (MAX_TX_BYTES + 1), Code.TX_TOO_LARGE),
+    ],
+)
+def test_rejections_carry_the_ledger_code(client: RpcClient, raw: bytes, code: Code) -> None:
+    err = error_of(client, "submit_tx", tx=raw.hex())
+    assert err.code == code.number
+    assert err.data["code"] == code.name and err.data["number"] == code.number
+    assert err.message == err.data["message"]
+
+
+def test_submit_tx_commit_waits_for_the_commit() -> None:
+    from tests.rpc.conftest import rpc_genesis
+
+    with ServedNode(rpc_genesis(), commit="soon") as served:
+        client = RpcClient(served.url)
+        raw = transfer_tx(1, 2, COIN, 0)
+        result = client.call("submit_tx_commit", tx=raw.hex())
+        assert (result["hash"], result["height"], result["index"]) == (sha256(raw).hex(), 1, 0)
+        assert client.call("account", address=addr(2))["balance"] == 21 * COIN
+
+
+def test_submit_tx_commit_times_out_with_the_hash() -> None:
+    from tests.rpc.conftest import rpc_genesis
+
+    with ServedNode(rpc_genesis(), commit="manual") as served:
+        client = RpcClient(served.url)
+        raw = transfer_tx(1, 2, COIN, 0)
+        err = error_of(client, "submit_tx_commit", tx=raw.hex(), timeout_ms=50)
+        assert err.code == ErrorCode.NOT_COMMITTED and err.data == {"hash": sha256(raw).hex()}
+        assert client.call("tx", hash=sha256(raw).hex()) is None
+        served.run(served.node.commit_pending)
+        assert client.call("tx", hash=sha256(raw).hex())["height"] == 1
+
+
+def test_mempool_full_has_its_code() -> None:
+    from tests.rpc.conftest import rpc_genesis
+
+    with ServedNode(rpc_genesis(), commit="manual") as served:
+        served.node.mempool_max = 1
+        client = RpcClient(served.url)
+        client.call("submit_tx", tx=transfer_tx(1, 2, COIN, 0).hex())
+        err = error_of(client, "submit_tx", tx=transfer_tx(1, 2, COIN, 1).hex())
+        assert err.code == MempoolFull.number == 2001 and err.data["code"] == "MEMPOOL_FULL"
+
+
+def test_account_txs_pages_newest_first(client: RpcClient) -> None:
+    hashes = []
+    for nonce in range(5):
+        raw = transfer_tx(1 if nonce % 2 == 0 else 2, 2 if nonce % 2 == 0 else 1, COIN, nonce // 2)
+        hashes.append(client.call("submit_tx", tx=raw.hex())["hash"])
+    first = client.call("account_txs", address=addr(2), limit=3)["txs"]
+    assert [t["hash"] for t in first] == hashes[::-1][:3]
+    last = first[-1]
+    rest = client.call("account_txs", address=addr(2), limit=3, before_height=last["height"], before_index=last["index"])["txs"]
+    assert [t["hash"] for t in rest] == hashes[::-1][3:]
+    assert client.call("account_txs", address=addr(9))["txs"] == []
+
+
+def test_block_has_header_txs_and_commit(served: ServedNode, client: RpcClient) -> None:
+    raw = transfer_tx(1, 2, COIN, 0)
+    client.call("submit_tx", tx=raw.hex())
+    served.run(lambda: served.node.commit_block())
+    block1 = client.call("block", height=1)
+    assert block1["txs"] == [raw.hex()] and block1["header"]["height"] == 1
+    assert block1["commit"]["block_hash"] == block1["header"]["hash"]
+    head = client.call("block")
+    assert head["header"]["height"] == 2 and head["header"]["parent_hash"] == block1["header"]["hash"]
+    assert client.call("block", height=99) is None
+
+
+def test_validators(client: RpcClient) -> None:
+    answer = client.call("validators")
+    assert answer == {"height": 0, "validators": [{"address": addr(3), "name": "v3", "stake": 10 * COIN, "power": 10}]}
+    assert client.call("validators", height=5) is None
+
+
+def test_proof_verifies_against_the_state_root(served: ServedNode, client: RpcClient) -> None:
+    client.call("submit_tx", tx=transfer_tx(1, 2, COIN, 0).hex())
+    answer = client.call("proof", address=addr(1))
+    assert answer["height"] == 1 and answer["state_root"] == client.call("status")["state_root"]
+    assert answer["account"] == {"balance": 49 * COIN, "nonce": 1, "settled_period": 0}
+    root, key_bytes = bytes.fromhex(answer["state_root"]), bytes.fromhex(answer["key"])
+    proof = Proof.from_wire(
+        {
+            "bucket": [[bytes.fromhex(k), bytes.fromhex(v)] for k, v in answer["proof"]["bucket"]],
+            "siblings": [bytes.fromhex(s) for s in answer["proof"]["siblings"]],
+        }
+    )
+    assert verify_proof(root, key_bytes, bytes.fromhex(answer["value"]), proof)
+    assert not verify_proof(root, key_bytes, bytes.fromhex(answer["value"]) + b"\x00", proof)
+    absent = client.call("proof", address="cd" * 32, height=1)
+    assert absent["value"] is None and absent["account"] is None
+    assert error_of(client, "proof", address=addr(1), height=0).code == ErrorCode.UNAVAILABLE
+
+
+def test_discover_serves_the_file_and_documents_every_method(client: RpcClient) -> None:
+    with open(OPENRPC_PATH, encoding="utf-8") as f:
+        on_disk = json.load(f)
+    served_doc = client.call("rpc.discover")
+    assert served_doc == on_disk
+    documented = {m["name"]: m for m in served_doc["methods"]}
+    assert documented.keys() == METHODS.keys()
+    for name, method in METHODS.items():
+        doc_params = {p["name"]: p.get("required", False) for p in documented[name]["params"]}
+        assert doc_params == {p.name: p.required for p in method.params}, name
+        assert documented[name].get("x-websocket-only", False) == method.websocket_only, name
+
+
+def test_discover_lists_every_error_code() -> None:
+    with open(OPENRPC_PATH, encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["x-ledger-codes"] == {c.name: {"code": c.number, "message": c.default_message} for c in Code}
+    documented = {e["code"] for e in doc["components"]["errors"].values()}
+    assert {int(c) for c in ErrorCode} <= documented
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("account", {}),
+        ("account", {"address": "xyz"}),
+        ("account", {"address": 5}),
+        ("account", {"address": addr(1), "project_periods": -1}),
+        ("account", {"address": addr(1), "project_periods": 10**6}),
+        ("account", {"address": addr(1), "color": "red"}),
+        ("tx", {"hash": "ab"}),
+        ("block", {"height": "1"}),
+        ("block", {"height": True}),
+        ("block", {"height": 1.0}),
+        ("block", {"height": 2**64}),
+        ("submit_tx", {"tx": "abc"}),
+        ("submit_tx", {"tx": ["ab"]}),
+        ("account_txs", {"address": addr(1), "limit": 0}),
+    ],
+)
+def test_bad_params_are_invalid_params(client: RpcClient, method: str, params: dict[str, object]) -> None:
+    err = error_of(client, method, **params)
+    assert err.code == ErrorCode.INVALID_PARAMS and err.message.startswith("invalid params")
+
+
+def test_unknown_method_and_websocket_only_methods_over_http(client: RpcClient) -> None:
+    assert error_of(client, "transfer_everything").code == ErrorCode.METHOD_NOT_FOUND
+    assert error_of(client, "subscribe", event="new_block").code == ErrorCode.METHOD_NOT_FOUND
