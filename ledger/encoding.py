@@ -47,6 +47,20 @@ def encode_fast(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
+def has_canonical_form(obj: Any, depth: int = 0) -> bool:
+    """True iff every map in `obj` has text keys in ascending order and nothing is a float.
+
+    With this, `encode_fast(obj) == data` proves `data` canonical, without rebuilding the value."""
+    if isinstance(obj, dict):
+        keys = list(obj)
+        if depth > MAX_DEPTH or keys != sorted(keys) or not all(isinstance(k, str) for k in keys):
+            return False
+        return all(has_canonical_form(v, depth + 1) for v in obj.values() if isinstance(v, (dict, list, float)))
+    if isinstance(obj, list):
+        return depth <= MAX_DEPTH and all(has_canonical_form(v, depth + 1) for v in obj if isinstance(v, (dict, list, float)))
+    return not isinstance(obj, float)
+
+
 def decode(data: bytes, max_bytes: int = 1 << 20) -> Any:
     """Decode msgpack with limits; raises EncodingError on anything malformed."""
     if len(data) > max_bytes:

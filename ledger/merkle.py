@@ -3,11 +3,13 @@
 Every state key k with value bytes v is an entry (key_hash, value_hash) = (H(k), H(v)). The entry
 goes to bucket int(key_hash[:2]) (one of 2**16). A bucket's hash is
 H(0x01 || key_hash_1 || value_hash_1 || ...) over its entries sorted by key_hash (H(0x01) when
-empty). The root is a complete binary tree over the bucket hashes, inner node H(0x02 || left || right).
+empty). Above the buckets sits a complete 16-ary tree of depth 4: an inner node is
+H(0x02 || child_0 || ... || child_15), and the root is the single node at the top.
 
-Why buckets: updating k costs O(entries in its bucket + 16) hashes, so a block's root costs work
-proportional to the keys it touches, never to the size of the state; and the whole index of one
-million accounts fits in a few hundred MB. See specs/state.md.
+Why buckets and arity 16: updating k costs O(entries in its bucket + 4 nodes) hashes, so a block's
+root costs work proportional to the keys it touches, never to the size of the state; the index of one
+million accounts fits in a few hundred MB; and a block of 2,000 touched keys recomputes about 4,000
+nodes instead of the ~14,000 a binary tree would. See specs/state.md.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from dataclasses import dataclass
 from ledger.constants import MERKLE_BUCKET_BITS
 
 BUCKETS = 1 << MERKLE_BUCKET_BITS
-DEPTH = MERKLE_BUCKET_BITS
+ARITY_BITS = 4
+ARITY = 1 << ARITY_BITS
+DEPTH = MERKLE_BUCKET_BITS // ARITY_BITS
+"""Inner levels above the buckets."""
 _LEAF_TAG = b"\x01"
 _NODE_TAG = b"\x02"
+_sha256 = hashlib.sha256
 
 
 def _h(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
+    return _sha256(data).digest()
 
 
 def compute_bucket_index(key_hash: bytes) -> int:
@@ -35,11 +41,11 @@ def compute_bucket_index(key_hash: bytes) -> int:
 def compute_bucket_hash(entries: Mapping[bytes, bytes]) -> bytes:
     if not entries:
         return _EMPTY_BUCKET
-    return _h(_LEAF_TAG + b"".join(kh + entries[kh] for kh in sorted(entries)))
+    return _h(_LEAF_TAG + b"".join([kh + entries[kh] for kh in sorted(entries)]))
 
 
-def compute_node_hash(left: bytes, right: bytes) -> bytes:
-    return _h(_NODE_TAG + left + right)
+def compute_node_hash(children: list[bytes]) -> bytes:
+    return _h(_NODE_TAG + b"".join(children))
 
 
 _EMPTY_BUCKET = _h(_LEAF_TAG)
@@ -47,13 +53,13 @@ _EMPTY_BUCKET = _h(_LEAF_TAG)
 
 @dataclass(frozen=True)
 class Proof:
-    """Evidence that `key` has value-hash `value_hash` (or is absent) under a root."""
+    """Evidence that a key has a value-hash (or is absent) under a root."""
 
     bucket_entries: tuple[tuple[bytes, bytes], ...]  # the whole bucket, sorted by key_hash
-    siblings: tuple[bytes, ...]  # DEPTH sibling hashes, from the bucket level up
+    siblings: tuple[tuple[bytes, ...], ...]  # per level from the buckets up: the node's 15 siblings, in order
 
     def to_wire(self) -> dict[str, object]:
-        return {"bucket": [[k, v] for k, v in self.bucket_entries], "siblings": list(self.siblings)}
+        return {"bucket": [[k, v] for k, v in self.bucket_entries], "siblings": [list(level) for level in self.siblings]}
 
     @classmethod
     def from_wire(cls, obj: object) -> "Proof":
@@ -67,18 +73,20 @@ class Proof:
             if not (isinstance(e, list) and len(e) == 2 and all(isinstance(x, bytes) and len(x) == 32 for x in e)):
                 raise ValueError("proof bucket entry must be two 32-byte hashes")
             entries.append((e[0], e[1]))
-        if not all(isinstance(s, bytes) and len(s) == 32 for s in sibs):
-            raise ValueError("proof siblings must be 32-byte hashes")
-        return cls(tuple(entries), tuple(sibs))
+        levels = []
+        for level in sibs:
+            if not (isinstance(level, list) and len(level) == ARITY - 1 and all(isinstance(s, bytes) and len(s) == 32 for s in level)):
+                raise ValueError(f"each proof level has {ARITY - 1} sibling hashes of 32 bytes")
+            levels.append(tuple(level))
+        return cls(tuple(entries), tuple(levels))
 
 
 def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> bool:
     """True iff the proof shows `key` maps to `value` (None: key absent) under `root`."""
     key_hash = _h(key)
     entries = dict(proof.bucket_entries)
-    if len(entries) != len(proof.bucket_entries):
-        return False
-    if any(compute_bucket_index(kh) != compute_bucket_index(key_hash) for kh in entries):
+    index = compute_bucket_index(key_hash)
+    if len(entries) != len(proof.bucket_entries) or any(compute_bucket_index(kh) != index for kh in entries):
         return False
     if value is None:
         if key_hash in entries:
@@ -86,10 +94,12 @@ def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> 
     elif entries.get(key_hash) != _h(value):
         return False
     node = compute_bucket_hash(entries)
-    index = compute_bucket_index(key_hash)
-    for sibling in proof.siblings:
-        node = compute_node_hash(sibling, node) if index & 1 else compute_node_hash(node, sibling)
-        index >>= 1
+    for siblings in proof.siblings:
+        position = index & (ARITY - 1)
+        children = list(siblings)
+        children.insert(position, node)
+        node = compute_node_hash(children)
+        index >>= ARITY_BITS
     return node == root
 
 
@@ -99,83 +109,96 @@ class PendingRoot:
 
     root: bytes
     buckets: dict[int, dict[bytes, bytes]]
-    nodes: dict[int, bytes]
+    levels: list[dict[int, bytes]]  # per level, from the buckets (0) up to the root (DEPTH): changed nodes
 
 
 class StateCommitment:
-    """The in-memory tree index. Nodes are stored heap-style: node i has children 2i and 2i+1,
-    bucket b sits at BUCKETS + b, the root at 1."""
+    """The in-memory tree index. `_levels[0]` holds the bucket hashes, `_levels[DEPTH]` the root."""
 
     def __init__(self) -> None:
         self._buckets: list[dict[bytes, bytes] | None] = [None] * BUCKETS
-        self._nodes: list[bytes] = [b""] * (2 * BUCKETS)
-        for b in range(BUCKETS):
-            self._nodes[BUCKETS + b] = _EMPTY_BUCKET
+        self._levels: list[list[bytes]] = [[_EMPTY_BUCKET] * BUCKETS]
         self._rebuild_inner()
 
     def _rebuild_inner(self) -> None:
-        nodes = self._nodes
-        for i in range(BUCKETS - 1, 0, -1):
-            nodes[i] = compute_node_hash(nodes[2 * i], nodes[2 * i + 1])
+        del self._levels[1:]
+        below = self._levels[0]
+        for _ in range(DEPTH):
+            below = [compute_node_hash(below[i : i + ARITY]) for i in range(0, len(below), ARITY)]
+            self._levels.append(below)
 
     @property
     def root(self) -> bytes:
-        return self._nodes[1]
+        return self._levels[DEPTH][0]
 
     def load(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Build the index from every (key, value) of a state, in any order."""
+        buckets = self._buckets
         for key, value in items:
             kh = _h(key)
             b = compute_bucket_index(kh)
-            bucket = self._buckets[b]
+            bucket = buckets[b]
             if bucket is None:
-                bucket = self._buckets[b] = {}
+                bucket = buckets[b] = {}
             bucket[kh] = _h(value)
-        for b, bucket in enumerate(self._buckets):
+        hashes = self._levels[0]
+        for b, bucket in enumerate(buckets):
             if bucket:
-                self._nodes[BUCKETS + b] = compute_bucket_hash(bucket)
+                hashes[b] = compute_bucket_hash(bucket)
         self._rebuild_inner()
 
     def preview(self, changes: Mapping[bytes, bytes | None]) -> PendingRoot:
         """The root after `changes` (value bytes, or None to delete), without installing it."""
         touched: dict[int, dict[bytes, bytes]] = {}
+        buckets = self._buckets
         for key, value in changes.items():
-            kh = _h(key)
-            b = compute_bucket_index(kh)
+            kh = _sha256(key).digest()
+            b = int.from_bytes(kh[:2], "big") >> (16 - MERKLE_BUCKET_BITS)
             bucket = touched.get(b)
             if bucket is None:
-                bucket = touched[b] = dict(self._buckets[b] or ())
+                current = buckets[b]
+                bucket = touched[b] = dict(current) if current else {}
             if value is None:
                 bucket.pop(kh, None)
             else:
-                bucket[kh] = _h(value)
-        nodes: dict[int, bytes] = {BUCKETS + b: compute_bucket_hash(e) for b, e in touched.items()}
-        if not nodes:
-            return PendingRoot(self.root, {}, {})
-        level = sorted(nodes)
-        current = self._nodes
-        while level[0] > 1:
-            parents = sorted({i >> 1 for i in level})
-            for p in parents:
-                left = nodes.get(2 * p) or current[2 * p]
-                right = nodes.get(2 * p + 1) or current[2 * p + 1]
-                nodes[p] = compute_node_hash(left, right)
-            level = parents
-        return PendingRoot(nodes[1], touched, nodes)
+                bucket[kh] = _sha256(value).digest()
+        if not touched:
+            return PendingRoot(self.root, {}, [{} for _ in range(DEPTH + 1)])
+        changed: dict[int, bytes] = {b: compute_bucket_hash(e) for b, e in touched.items()}
+        levels = [changed]
+        for depth in range(DEPTH):
+            current = self._levels[depth]
+            groups: dict[int, list[int]] = {}
+            for i in changed:
+                groups.setdefault(i >> ARITY_BITS, []).append(i)
+            parents: dict[int, bytes] = {}
+            for p, members in groups.items():
+                first = p << ARITY_BITS
+                children = current[first : first + ARITY]
+                for i in members:
+                    children[i - first] = changed[i]
+                parents[p] = _sha256(_NODE_TAG + b"".join(children)).digest()
+            levels.append(parents)
+            changed = parents
+        return PendingRoot(changed[0], touched, levels)
 
     def install(self, pending: PendingRoot) -> None:
         for b, entries in pending.buckets.items():
             self._buckets[b] = entries or None
-        for i, h in pending.nodes.items():
-            self._nodes[i] = h
+        for depth, changed in enumerate(pending.levels):
+            level = self._levels[depth]
+            for i, h in changed.items():
+                level[i] = h
 
     def prove(self, key: bytes) -> Proof:
         kh = _h(key)
-        b = compute_bucket_index(kh)
-        entries = self._buckets[b] or {}
-        index = BUCKETS + b
+        index = compute_bucket_index(kh)
+        entries = self._buckets[index] or {}
         siblings = []
-        while index > 1:
-            siblings.append(self._nodes[index ^ 1])
-            index >>= 1
+        for depth in range(DEPTH):
+            first = (index >> ARITY_BITS) << ARITY_BITS
+            group = self._levels[depth][first : first + ARITY]
+            del group[index - first]
+            siblings.append(tuple(group))
+            index >>= ARITY_BITS
         return Proof(tuple(sorted(entries.items())), tuple(siblings))
