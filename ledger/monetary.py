@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from ledger.constants import RATE_SCALE
 from ledger.errors import check_invariant
-from ledger.records import Account, Member, PeriodRecord
+from ledger.records import Account, FeeEpoch, PeriodRecord, fee_epoch_key, node_key, residence_key
 from ledger.state import State
 
 
@@ -59,20 +59,43 @@ def compute_settlement(
     For each period q = settled_period+1 .. to_period, in order:
       1. balance -= compute_demurrage(balance, demurrage_rate)
       2. if a member who joined before q: balance += ubi_for_period(q)
-    Returns (new balance, demurrage taken, UBI credited).
+    Returns (new balance, demurrage taken, UBI credited). This is
+    `compute_settlement_with_fee` for an account that holds no housing right.
+    """
+    balance, demurrage, ubi, _ = compute_settlement_with_fee(
+        balance, settled_period, to_period, demurrage_rate, member_joined_period, ubi_for_period, None
+    )
+    return balance, demurrage, ubi
+
+
+def compute_settlement_with_fee(
+    balance: int,
+    settled_period: int,
+    to_period: int,
+    demurrage_rate: int,
+    member_joined_period: int | None,
+    ubi_for_period: Callable[[int], int],
+    fee_for_period: Callable[[int], int] | None,
+) -> tuple[int, int, int, int]:
+    """The recurrence of `compute_settlement`, with the housing usage fee (specs/housing.md):
+      3. if a housing right holder, after step 2: fee = min(fee_for_period(q), ubi_for_period(q));
+         balance -= fee
+    The fee is taken only out of that period's UBI credit, never more, so it can never be unpaid.
+    Returns (new balance, demurrage taken, UBI credited, fee taken).
     """
     demurrage_total = 0
     ubi_total = 0
+    fee_total = 0
     if member_joined_period is None:
         if demurrage_rate == 0 or balance == 0:
-            return balance, 0, 0
+            return balance, 0, 0, 0
         for _ in range(settled_period + 1, to_period + 1):
             d = balance * demurrage_rate // RATE_SCALE
             if d == 0:  # floor is monotone: a smaller balance never decays again
                 break
             balance -= d
             demurrage_total += d
-        return balance, demurrage_total, 0
+        return balance, demurrage_total, 0, 0
     for q in range(settled_period + 1, to_period + 1):
         d = balance * demurrage_rate // RATE_SCALE
         balance -= d
@@ -81,7 +104,11 @@ def compute_settlement(
             u = ubi_for_period(q)
             balance += u
             ubi_total += u
-    return balance, demurrage_total, ubi_total
+            if fee_for_period is not None:
+                f = min(fee_for_period(q), u)
+                balance -= f
+                fee_total += f
+    return balance, demurrage_total, ubi_total, fee_total
 
 
 # state transitions ------------------------------------------------------------------------------
@@ -108,30 +135,62 @@ def settle_account(state: State, address: bytes) -> Account:
         return account
     params = state.get_params()
     member = state.get_member(address)
-    balance, demurrage, ubi = compute_settlement(
+    balance, demurrage, ubi, fee = compute_settlement_with_fee(
         account.balance,
         account.settled_period,
         period,
         params.demurrage_rate,
         None if member is None else member.joined_period,
         ubi_lookup(state),
+        None if member is None else usage_fee_lookup(state, address, account.settled_period + 1),
     )
     account = Account(balance, account.nonce, period)
     state.set_account(address, account)
     if demurrage or ubi:
         t = state.get_totals()
         check_invariant(t.ubi_reserve >= ubi, "UBI credited exceeds the UBI reserve")
+        check_invariant(0 <= fee <= ubi, "a usage fee exceeds the UBI it is taken from")
         state.set_totals(
             replace(
                 t,
-                circulating=t.circulating - demurrage + ubi,
-                commons_pool=t.commons_pool + demurrage,
+                circulating=t.circulating - demurrage + ubi - fee,
+                commons_pool=t.commons_pool + demurrage + fee,
                 ubi_reserve=t.ubi_reserve - ubi,
                 demurrage_collected=t.demurrage_collected + demurrage,
                 ubi_paid=t.ubi_paid + ubi,
+                usage_fees=t.usage_fees + fee,
             )
         )
     return account
+
+
+def usage_fee_lookup(state: State, address: bytes, from_period: int) -> Callable[[int], int] | None:
+    """The housing usage fee per period of a right holder, for periods from `from_period` on; None
+    for an address that holds no right (specs/housing.md, "Usage fee").
+
+    Holding a right starts and ends only in transactions that settle the holder first, so the
+    address held its right through every period being settled. The fee in force in period q is
+    that of the node's last FeeEpoch with from_period <= q; fee changes apply from the next
+    period, never to one already settled. Reads the epochs back to `from_period`, no further.
+    """
+    residence = state.get(residence_key(address))
+    if residence is None or not residence.holder:
+        return None
+    node = state.get(node_key(residence.node))
+    epochs: list[FeeEpoch] = []  # newest first
+    for index in range(node.fee_epochs - 1, -1, -1):
+        epoch = state.get(fee_epoch_key(residence.node, index))
+        epochs.append(epoch)
+        if epoch.from_period <= from_period:
+            break
+
+    def fee_for_period(period: int) -> int:
+        for epoch in epochs:
+            if epoch.from_period <= period:
+                return epoch.fee
+        return 0
+
+    return fee_for_period
 
 
 def process_periods(state: State, to_period: int) -> None:
@@ -151,23 +210,6 @@ def process_periods(state: State, to_period: int) -> None:
         state.set_period_record(q, PeriodRecord(ubi, members))
     check_invariant(pool >= 0, "commons pool went negative")
     state.set_totals(replace(t, commons_pool=pool, ubi_reserve=reserve))
-
-
-def add_member(state: State, address: bytes) -> None:
-    """Register a member; UBI accrues from the next period on."""
-    settle_account(state, address)
-    period = state.get_head().period
-    state.set_member(address, Member(period))
-    t = state.get_totals()
-    state.set_totals(replace(t, member_count=t.member_count + 1))
-
-
-def remove_member(state: State, address: bytes) -> None:
-    """End a membership after settling it, so the member keeps every UBI it accrued."""
-    settle_account(state, address)
-    state.set_member(address, None)
-    t = state.get_totals()
-    state.set_totals(replace(t, member_count=t.member_count - 1))
 
 
 def check_conservation(state: State) -> None:

@@ -9,16 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from ledger import housing, nodes, quotas
 from ledger.constants import MAX_TXS_PER_BLOCK, RATE_SCALE
 from ledger.errors import Code, Rejected, check_invariant
-from ledger.monetary import (
-    add_member,
-    check_conservation,
-    compute_period,
-    process_periods,
-    remove_member,
-    settle_account,
-)
+from ledger.authorization import process_nonce, require_sole_signer
+from ledger.monetary import check_conservation, compute_period, process_periods, settle_account
 from ledger.records import Account, ChainHead
 from ledger.state import State
 from ledger.tx import TX_SCHEMAS, SignatureCache, Tx, decode_tx, verify_tx_signatures
@@ -35,35 +30,7 @@ class BlockInput:
     slashes: tuple[bytes, ...] = field(default=())
 
 
-# authorization -----------------------------------------------------------------------------------
-def require_sole_signer(tx: Tx, address: bytes) -> None:
-    """The transaction must be signed by `address` and by nobody else."""
-    if len(tx.signatures) != 1 or tx.signatures[0][0] != address:
-        raise Rejected(Code.UNAUTHORIZED, "must be signed by the sending account's key alone")
-
-
-def require_registrar(state: State, tx: Tx) -> None:
-    if tx.sender != state.get_params().registrar:
-        raise Rejected(Code.UNAUTHORIZED, "only the registrar may do this")
-
-
 # transaction processing ------------------------------------------------------------------------------
-def process_nonce(state: State, tx: Tx) -> Account:
-    """Settle the sender, check its nonce equals the account's, and consume it."""
-    account = state.get_account(tx.sender)
-    if account is None:
-        if tx.nonce != 0:
-            raise Rejected(Code.NONCE_FUTURE, f"nonce {tx.nonce}, account expects 0")
-    elif tx.nonce < account.nonce:
-        raise Rejected(Code.NONCE_STALE, f"nonce {tx.nonce} already used; account expects {account.nonce}")
-    elif tx.nonce > account.nonce:
-        raise Rejected(Code.NONCE_FUTURE, f"nonce {tx.nonce}, account expects {account.nonce}")
-    account = settle_account(state, tx.sender)
-    account = Account(account.balance, account.nonce + 1, account.settled_period)
-    state.set_account(tx.sender, account)
-    return account
-
-
 def process_transfer(state: State, tx: Tx) -> None:
     require_sole_signer(tx, tx.sender)
     to, amount = tx.body["to"], tx.body["amount"]
@@ -77,39 +44,27 @@ def process_transfer(state: State, tx: Tx) -> None:
     state.set_account(to, Account(recipient.balance + amount, recipient.nonce, recipient.settled_period))
 
 
-def process_member_add(state: State, tx: Tx) -> None:
-    require_sole_signer(tx, tx.sender)
-    require_registrar(state, tx)
-    member = tx.body["member"]
-    process_nonce(state, tx)
-    if state.get_member(member) is not None:
-        raise Rejected(Code.ALREADY_MEMBER)
-    add_member(state, member)
-
-
-def process_member_remove(state: State, tx: Tx) -> None:
-    require_sole_signer(tx, tx.sender)
-    require_registrar(state, tx)
-    member = tx.body["member"]
-    process_nonce(state, tx)
-    if state.get_member(member) is None:
-        raise Rejected(Code.NOT_MEMBER)
-    remove_member(state, member)
-
-
-def process_member_leave(state: State, tx: Tx) -> None:
-    require_sole_signer(tx, tx.sender)
-    process_nonce(state, tx)
-    if state.get_member(tx.sender) is None:
-        raise Rejected(Code.NOT_MEMBER)
-    remove_member(state, tx.sender)
-
-
 TX_PROCESSORS: dict[str, Callable[[State, Tx], None]] = {
     "transfer": process_transfer,
-    "member_add": process_member_add,
-    "member_remove": process_member_remove,
-    "member_leave": process_member_leave,
+    # specs/membership.md
+    "member_add": nodes.process_member_add,
+    "member_remove": nodes.process_member_remove,
+    "member_leave": nodes.process_member_leave,
+    "node_set_params": nodes.process_node_set_params,
+    # specs/quotas.md
+    "provider_add": quotas.process_provider_add,
+    "provider_remove": quotas.process_provider_remove,
+    "quota_set_cap": quotas.process_quota_set_cap,
+    "quota_consume": quotas.process_quota_consume,
+    "quota_trade": quotas.process_quota_trade,
+    # specs/housing.md
+    "unit_add": housing.process_unit_add,
+    "housing_apply": housing.process_housing_apply,
+    "housing_withdraw": housing.process_housing_withdraw,
+    "housing_release": housing.process_housing_release,
+    "housing_coholder_add": housing.process_housing_coholder_add,
+    "housing_coholder_remove": housing.process_housing_coholder_remove,
+    "housing_modify": housing.process_housing_modify,
 }
 check_invariant(TX_PROCESSORS.keys() == TX_SCHEMAS.keys(), "every transaction type has a schema and a processor")
 

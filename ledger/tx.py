@@ -70,6 +70,37 @@ def check_hash(name: str, value: Any) -> bytes:
     return value
 
 
+def check_int_range(low: int, high: int) -> Checker:
+    def check(name: str, value: Any) -> int:
+        if not is_int(value) or not low <= value <= high:
+            raise Rejected(Code.TX_BAD_FIELD, f"{name} must be an integer from {low} to {high}")
+        return value
+
+    return check
+
+
+ID_MAX_CHARS = 32
+_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_ID_REST = _ID_FIRST | frozenset("._-")
+
+
+def is_valid_id(value: Any) -> bool:
+    """Ids of nodes, resources, units and modification kinds: 1 to 32 characters of [a-z0-9._-],
+    starting with a letter or digit (so a NUL can separate ids inside a state key)."""
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= ID_MAX_CHARS
+        and value[0] in _ID_FIRST
+        and all(c in _ID_REST for c in value)
+    )
+
+
+def check_id(name: str, value: Any) -> str:
+    if not is_valid_id(value):
+        raise Rejected(Code.TX_BAD_FIELD, f"{name} must be 1 to {ID_MAX_CHARS} characters of [a-z0-9._-]")
+    return value
+
+
 @dataclass(frozen=True)
 class Field:
     check: Checker
@@ -83,11 +114,41 @@ COMMON_FIELDS: dict[str, Field] = {
     "nonce": Field(check_nonnegative_int),
 }
 
+_PROVIDER = {"node": Field(check_id), "resource": Field(check_id), "provider": Field(check_address)}
+_UNIT = {"node": Field(check_id), "unit": Field(check_id)}
+_COHOLDER = {**_UNIT, "coholder": Field(check_address)}
+
 TX_SCHEMAS: dict[str, dict[str, Field]] = {
     "transfer": {"to": Field(check_address), "amount": Field(check_amount), "memo": Field(check_text(MAX_MEMO_BYTES), required=False)},
-    "member_add": {"member": Field(check_address)},
-    "member_remove": {"member": Field(check_address)},
+    # nodes and membership (specs/membership.md); council actions are sent from the node's council account
+    "member_add": {"node": Field(check_id), "member": Field(check_address)},
+    "member_remove": {"node": Field(check_id), "member": Field(check_address)},
     "member_leave": {},
+    "node_set_params": {
+        "node": Field(check_id),
+        "housing_fee": Field(check_nonnegative_int, required=False),
+        "area_delta_max": Field(check_nonnegative_int, required=False),
+        "area_total_max": Field(check_nonnegative_int, required=False),
+    },
+    # quotas (specs/quotas.md)
+    "provider_add": _PROVIDER,
+    "provider_remove": _PROVIDER,
+    "quota_set_cap": {"node": Field(check_id), "resource": Field(check_id), "cap": Field(check_nonnegative_int)},
+    "quota_consume": {"member": Field(check_address), "resource": Field(check_id), "amount": Field(check_amount)},
+    "quota_trade": {
+        "resource": Field(check_id),
+        "to": Field(check_address),
+        "amount": Field(check_amount),
+        "price": Field(check_nonnegative_int, required=False),
+    },
+    # housing (specs/housing.md)
+    "unit_add": {**_UNIT, "capacity": Field(check_int_range(1, 255)), "attributes": Field(check_hash)},
+    "housing_apply": {"household": Field(check_int_range(1, 255)), "needs": Field(check_int_range(0, 255))},
+    "housing_withdraw": {},
+    "housing_release": _UNIT,
+    "housing_coholder_add": _COHOLDER,
+    "housing_coholder_remove": _COHOLDER,
+    "housing_modify": {**_UNIT, "kind": Field(check_id), "area_delta": Field(check_int_range(-(10**9), 10**9))},
 }
 """Type-specific fields of each transaction type. A new type adds its schema here and its
 `process_<type>` function to ledger.transition.TX_PROCESSORS."""
@@ -141,7 +202,7 @@ def decode_tx(raw: bytes) -> Tx:
     signatures = _check_signature_list(sig_list)
     try:
         body = encoding.decode(body_bytes, MAX_TX_BYTES)
-        if encoding.encode(body) != body_bytes or encoding.encode_fast(envelope) != raw:
+        if not encoding.has_canonical_form(body) or encoding.encode_fast(body) != body_bytes or encoding.encode_fast(envelope) != raw:
             raise encoding.EncodingError("not canonical")
     except encoding.EncodingError as exc:
         raise Rejected(Code.TX_MALFORMED, f"body: {exc}") from None
@@ -157,20 +218,21 @@ def _check_signature_list(sig_list: list[Any]) -> tuple[tuple[bytes, bytes], ...
     if len(sig_list) > MAX_SIGNATURES_PER_TX:
         raise Rejected(Code.TX_BAD_FIELD, f"more than {MAX_SIGNATURES_PER_TX} signatures")
     out = []
+    previous = b""
     for item in sig_list:
         if not (
-            isinstance(item, list)
+            type(item) is list
             and len(item) == 2
-            and isinstance(item[0], bytes)
+            and type(item[0]) is bytes
             and len(item[0]) == ADDRESS_BYTES
-            and isinstance(item[1], bytes)
+            and type(item[1]) is bytes
             and len(item[1]) == SIGNATURE_BYTES
         ):
             raise Rejected(Code.TX_BAD_FIELD, "a signature is [32-byte public key, 64-byte signature]")
+        if item[0] <= previous:
+            raise Rejected(Code.TX_BAD_FIELD, "signatures must be in ascending key order, one per key")
+        previous = item[0]
         out.append((item[0], item[1]))
-    keys = [pk for pk, _ in out]
-    if keys != sorted(set(keys)):
-        raise Rejected(Code.TX_BAD_FIELD, "signatures must be in ascending key order, one per key")
     return tuple(out)
 
 
