@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import click
 
+from cli.chain import chain, status
+from cli.keys import keys
+from cli.tx_commands import tx
+from cli.wallet import wallet
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hearth")
 def main() -> None:
     """Hearth: a fixed-supply, demurrage currency with UBI, quotas and housing rights, on a BFT ledger."""
 
+
+# wallet and chain commands (cli/keys.py, cli/wallet.py, cli/tx_commands.py, cli/chain.py)
+main.add_command(status)
+main.add_command(keys)
+main.add_command(wallet)
+main.add_command(tx)
+main.add_command(chain)
 
 if __name__ == "__main__":
     main()

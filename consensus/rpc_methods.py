@@ -29,11 +29,15 @@ from ledger.constants import (
     UNITS_PER_COIN,
 )
 from ledger.crypto import address_from_text
+from ledger.housing import count_vacant, count_waiting, get_housing_queue, get_right_info, get_unit_info
+from ledger.merkle import Proof
 from ledger.monetary import process_periods
+from ledger.nodes import get_member_info, get_node_info
 from ledger.queries import get_account_info, get_supply
+from ledger.quotas import get_quota_info, get_resource, get_rules
 from ledger.records import account_key
 from ledger.state import State, decode_record
-from ledger.tx import decode_tx
+from ledger.tx import ID_MAX_CHARS, decode_tx, is_valid_id
 
 OPENRPC_PATH = Path(__file__).resolve().parent.parent / "specs" / "api.json"
 
@@ -42,6 +46,7 @@ PROJECT_PERIODS_MAX = 10_000
 COMMIT_TIMEOUT_MS_DEFAULT = 10_000
 COMMIT_TIMEOUT_MS_MAX = 60_000
 ACCOUNT_TXS_LIMIT_MAX = 100
+HOUSING_QUEUE_LIMIT_MAX = 1000
 HEIGHT_MAX = 2**63 - 1
 
 
@@ -130,6 +135,12 @@ def parse_hex(name: str, value: Any) -> bytes:
         raise invalid_params(f"{name} must be an even number of hex characters") from None
 
 
+def parse_id(name: str, value: Any) -> str:
+    if not is_valid_id(value):
+        raise invalid_params(f"{name} must be an id: 1 to {ID_MAX_CHARS} characters of [a-z0-9._-]")
+    return str(value)
+
+
 def int_between(low: int, high: int) -> Parser:
     def parse(name: str, value: Any) -> int:
         if not is_int(value) or not low <= value <= high:
@@ -205,6 +216,21 @@ def to_json_ready(value: Any) -> Any:
     return value
 
 
+def proof_from_json(obj: Any) -> Proof:
+    """The Proof of a `proof` answer's "proof" member (its hashes in hex). Raises ValueError."""
+
+    def unhex(value: Any) -> Any:
+        if isinstance(value, str):
+            return bytes.fromhex(value)
+        if isinstance(value, list):
+            return [unhex(v) for v in value]
+        if isinstance(value, dict):
+            return {k: unhex(v) for k, v in value.items()}
+        raise ValueError("a proof holds only hex hashes")
+
+    return Proof.from_wire(unhex(obj))
+
+
 def tx_result_to_json(result: TxResult) -> dict[str, Any]:
     tx = decode_tx(result.raw)
     return {
@@ -273,9 +299,13 @@ async def handle_supply(ctx: CallContext) -> dict[str, Any]:
 
 
 async def handle_params(ctx: CallContext) -> dict[str, Any]:
-    params = to_json_ready(ctx.node.ledger.view().get_params())
+    view = ctx.node.ledger.view()
+    rules = get_rules(view)
     return {
-        **params,
+        **to_json_ready(view.get_params()),
+        "rules": to_json_ready(rules),
+        "resources": {r: to_json_ready(get_resource(view, r)) for r in rules.resources},
+        "nodes": [n.id for n in ctx.node.genesis.nodes],
         "rate_scale": RATE_SCALE,
         "units_per_coin": UNITS_PER_COIN,
         "max_amount": MAX_AMOUNT,
@@ -348,6 +378,37 @@ async def handle_proof(ctx: CallContext, address: bytes, height: int | None = No
     }
 
 
+# nodes, membership, quotas, housing: the ledger's own queries, at the head ---------------------------------
+def with_height(ctx: CallContext, info: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if info is None else {**info, "height": ctx.node.ledger.head.height}
+
+
+async def handle_node(ctx: CallContext, id: str) -> dict[str, Any] | None:
+    return with_height(ctx, get_node_info(ctx.node.ledger.view(), id))
+
+
+async def handle_member(ctx: CallContext, address: bytes) -> dict[str, Any] | None:
+    return with_height(ctx, get_member_info(ctx.node.ledger.view(), address))
+
+
+async def handle_quota(ctx: CallContext, address: bytes, resource: str) -> dict[str, Any] | None:
+    return with_height(ctx, get_quota_info(ctx.node.ledger.view(), address, resource))
+
+
+async def handle_housing_unit(ctx: CallContext, node: str, unit: str) -> dict[str, Any] | None:
+    return with_height(ctx, get_unit_info(ctx.node.ledger.view(), node, unit))
+
+
+async def handle_housing_right(ctx: CallContext, address: bytes) -> dict[str, Any] | None:
+    return with_height(ctx, get_right_info(ctx.node.ledger.view(), address))
+
+
+async def handle_housing_queue(ctx: CallContext, node: str, limit: int = 100) -> dict[str, Any] | None:
+    view = ctx.node.ledger.view()
+    queue = get_housing_queue(view, node, limit)
+    return with_height(ctx, {"node": node, "waiting": count_waiting(view, node), "vacant": count_vacant(view, node), "queue": queue})
+
+
 @functools.cache
 def load_openrpc() -> dict[str, Any]:
     with open(OPENRPC_PATH, encoding="utf-8") as f:
@@ -414,6 +475,12 @@ METHODS: dict[str, Method] = {
         Method("block", handle_block, (OPTIONAL_HEIGHT,)),
         Method("validators", handle_validators, (OPTIONAL_HEIGHT,)),
         Method("proof", handle_proof, (ADDRESS, OPTIONAL_HEIGHT)),
+        Method("node", handle_node, (Param("id", parse_id),)),
+        Method("member", handle_member, (ADDRESS,)),
+        Method("quota", handle_quota, (ADDRESS, Param("resource", parse_id))),
+        Method("housing_unit", handle_housing_unit, (Param("node", parse_id), Param("unit", parse_id))),
+        Method("housing_right", handle_housing_right, (ADDRESS,)),
+        Method("housing_queue", handle_housing_queue, (Param("node", parse_id), Param("limit", int_between(1, HOUSING_QUEUE_LIMIT_MAX), required=False))),
         Method("rpc.discover", handle_discover),
         Method(
             "subscribe",

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
 from cli.rpc_client import RpcCallError, RpcClient
 from consensus.mempool import MempoolFull
-from consensus.rpc_methods import METHODS, OPENRPC_PATH, ErrorCode
+from consensus.rpc_methods import METHODS, OPENRPC_PATH, ErrorCode, proof_from_json
 from ledger import Code
 from ledger.constants import MAX_TX_BYTES, RATE_SCALE
 from ledger.crypto import sha256
-from ledger.merkle import Proof, verify_proof
+from ledger.merkle import verify_proof
 from ledger.queries import get_account_info, get_supply
-from tests.ledger.helpers import PERIOD_MS, key, transfer_tx
+from tests.ledger.helpers import PERIOD_MS, council_address, council_tx, community_genesis, key, signed_tx, transfer_tx
 from tests.rpc.conftest import COIN
 from tests.rpc.fake_node import ServedNode
 
@@ -76,7 +77,7 @@ def test_supply_parts_add_up(served: ServedNode, client: RpcClient) -> None:
 def test_params(client: RpcClient) -> None:
     params = client.call("params")
     assert params["chain_id"] == "hearth-test"
-    assert params["registrar"] == addr(0)
+    assert params["nodes"] == ["north"] and params["rules"]["resources"] == []
     assert params["demurrage_rate"] == RATE_SCALE // 100 and params["rate_scale"] == RATE_SCALE
     assert params["units_per_coin"] == COIN and params["max_tx_bytes"] == MAX_TX_BYTES
 
@@ -180,12 +181,7 @@ def test_proof_verifies_against_the_state_root(served: ServedNode, client: RpcCl
     assert answer["height"] == 1 and answer["state_root"] == client.call("status")["state_root"]
     assert answer["account"] == {"balance": 49 * COIN, "nonce": 1, "settled_period": 0}
     root, key_bytes = bytes.fromhex(answer["state_root"]), bytes.fromhex(answer["key"])
-    proof = Proof.from_wire(
-        {
-            "bucket": [[bytes.fromhex(k), bytes.fromhex(v)] for k, v in answer["proof"]["bucket"]],
-            "siblings": [bytes.fromhex(s) for s in answer["proof"]["siblings"]],
-        }
-    )
+    proof = proof_from_json(answer["proof"])
     assert verify_proof(root, key_bytes, bytes.fromhex(answer["value"]), proof)
     assert not verify_proof(root, key_bytes, bytes.fromhex(answer["value"]) + b"\x00", proof)
     absent = client.call("proof", address="cd" * 32, height=1)
@@ -241,3 +237,55 @@ def test_bad_params_are_invalid_params(client: RpcClient, method: str, params: d
 def test_unknown_method_and_websocket_only_methods_over_http(client: RpcClient) -> None:
     assert error_of(client, "transfer_everything").code == ErrorCode.METHOD_NOT_FOUND
     assert error_of(client, "subscribe", event="new_block").code == ErrorCode.METHOD_NOT_FOUND
+
+
+# nodes, membership, quotas, housing ------------------------------------------------------------------
+@pytest.fixture
+def community_node() -> Iterator[ServedNode]:
+    with ServedNode(community_genesis(units=(), balances={1: 50 * COIN, 2: 50 * COIN, 4: COIN})) as served:
+        yield served
+
+
+@pytest.fixture
+def community(community_node: ServedNode) -> RpcClient:
+    return RpcClient(community_node.url)
+
+
+def test_node_and_member(community: RpcClient) -> None:
+    node = community.call("node", id="north")
+    assert node["id"] == "north" and node["council"]["address"] == council_address("north").hex()
+    assert node["council"]["threshold"] == 2 and node["member_count"] == 3
+    assert set(node["quotas"]) == {"water", "energy"} and node["height"] == 0
+    assert community.call("member", address=addr(1)) == {
+        "address": addr(1), "node": "north", "joined_period": 0, "residence": None, "application": None, "height": 0,
+    }
+    assert community.call("member", address=addr(4)) is None
+    assert error_of(community, "node", id="west").code == Code.UNKNOWN_NODE.number
+    assert error_of(community, "node", id="North").code == ErrorCode.INVALID_PARAMS
+
+
+def test_quota(community_node: ServedNode, community: RpcClient) -> None:
+    community_node.run(lambda: community_node.node.commit_block(time_ms=PERIOD_MS))  # genesis members get quota from period 1
+    water = community.call("quota", address=addr(1), resource="water")
+    assert water["node"] == "north" and water["unit"] == "litre"
+    assert water["allowance"] == water["holding"] == water["left"] == 1_000 // 3
+    assert community.call("quota", address=addr(4), resource="water") is None
+    assert error_of(community, "quota", address=addr(1), resource="gold").code == Code.UNKNOWN_RESOURCE.number
+
+
+def test_housing_queue_unit_and_right(community: RpcClient) -> None:
+    community.call("submit_tx", tx=signed_tx("housing_apply", 1, 0, household=2, needs=0).hex())
+    community.call("submit_tx", tx=signed_tx("housing_apply", 2, 0, household=1, needs=0b10).hex())
+    queue = community.call("housing_queue", node="north")
+    assert (queue["waiting"], queue["vacant"]) == (2, 0)
+    assert [a["address"] for a in queue["queue"]] == [addr(2), addr(1)]  # more need flags first
+    assert [a["address"] for a in community.call("housing_queue", node="north", limit=1)["queue"]] == [addr(2)]
+    assert community.call("member", address=addr(1))["application"]["household"] == 2
+    assert community.call("housing_right", address=addr(2)) is None
+    community.call("submit_tx", tx=council_tx("unit_add", 0, unit="a", capacity=2, attributes=sha256(b"flat a")).hex())
+    unit = community.call("housing_unit", node="north", unit="a")
+    assert unit["vacant"] is False and unit["right"]["holder"] == addr(2) and unit["attributes"] == sha256(b"flat a").hex()
+    right = community.call("housing_right", address=addr(2))
+    assert right["unit"] == "a" and right["role"] == "holder" and right["history"][0]["event"] == "granted"
+    assert error_of(community, "housing_unit", node="north", unit="zz").code == Code.UNKNOWN_UNIT.number
+    assert error_of(community, "housing_queue", node="west").code == Code.UNKNOWN_NODE.number
