@@ -6,6 +6,7 @@ import click
 
 from cli.chain import chain, status
 from cli.keys import keys
+from cli.node_commands import node
 from cli.tx_commands import tx
 from cli.wallet import wallet
 
@@ -22,6 +23,7 @@ main.add_command(keys)
 main.add_command(wallet)
 main.add_command(tx)
 main.add_command(chain)
+main.add_command(node)  # cli/node_commands.py
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,669 @@
+"""The node runtime: the consensus engine, the ledger application, the peer layer, block sync and the RPC.
+
+One asyncio event loop owns everything (the RPC reads the ledger on it too, see node_services.py).
+The engine is pure; this module turns its actions into effects and the world into its events:
+
+    engine action        effect here
+    Broadcast(msg)       WAL append, send to every peer (and remember, to resend while stuck)
+    BroadcastBlock       the same, for the block bytes
+    ScheduleTimeout      a loop timer that feeds TimeoutFired back
+    Commit               LedgerApp.commit (state + block + certificate: one batch, one fsync),
+                         mempool update, WAL truncation, Start(height + 1) after block_interval_ms
+    EvidenceFound        the evidence pool, and gossip
+
+Peer frames (see p2p.py for the framing, block_sync.py for the sync ones): status, proposal,
+vote, block, txs, evidence, get_blocks, blocks. Consensus messages are relayed once on first
+sight, so a node reaches validators it has no direct link to. While a height makes no progress the
+node resends its own messages of the current round every gossip interval, which is what lets
+validators that lost messages (a partition, a restart) meet again in one round.
+
+Transactions from peers arrive in batches; decoding and signature checks run in one worker thread
+(libsodium releases the GIL) so the event loop keeps serving consensus, then admission (nonce,
+balance) runs on the loop. Each signature is verified once per node: the hash then sits in the
+shared SignatureCache that block execution consults.
+
+Fatal: an invariant violation (ledger or consensus) stops the node with a non-zero exit; nothing a
+peer or a client sends is fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from consensus.app_ledger import BlockRefused, CommittedBlock, EvidencePool, LedgerApp
+from consensus.block_store import BlockStore
+from consensus.block_sync import MAX_BLOCKS_PER_REQUEST, BlockSync, serve_blocks
+from consensus.clock import Clock, SystemClock
+from consensus.config import NodeHome, parse_host_port
+from consensus.engine import (
+    Action,
+    Broadcast,
+    BroadcastBlock,
+    BlockReceived,
+    Commit,
+    Engine,
+    EngineConfig,
+    Event,
+    EvidenceFound,
+    ProposalReceived,
+    ScheduleTimeout,
+    Start,
+    TimeoutConfig,
+    TimeoutFired,
+    VoteReceived,
+)
+from consensus.errors import ConsensusInvariantViolation, MessageInvalid
+from consensus.evidence import DuplicateVoteEvidence
+from consensus.mempool import Mempool, MempoolFull, prevalidate
+from consensus.node_services import BlockFeed, TxResult
+from consensus.node_services import MempoolFull as RpcMempoolFull
+from consensus.p2p import P2P, Peer
+from consensus.rpc_server import RpcConfig, RpcServer
+from consensus.signer import Signer
+from consensus.signer_guard import ConsensusWAL, FileSignerGuard
+from consensus.types import CommitCertificate, Proposal, Vote, VoteKind, vote_sign_bytes
+from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, SignatureCache
+from ledger.crypto import sha256
+
+__all__ = ["Node", "FRAME_KINDS"]
+
+log = logging.getLogger("hearth.node")
+
+FRAME_KINDS = ("status", "proposal", "vote", "block", "txs", "evidence", "get_blocks", "blocks")
+TX_GOSSIP_INTERVAL_S = 0.02
+TX_GOSSIP_MAX_BYTES = 1 << 20
+TX_BATCH_QUEUE_MAX = 256
+"""Batches of peer transactions waiting for signature checks; past it a batch is dropped (counted)."""
+MAX_SEEN = 100_000
+MAX_TX_WAITERS = 100_000
+
+
+class Node:
+    """A Hearth node: a validator when its key is in the validator set of a height, else a full node."""
+
+    def __init__(self, home: Path | str, *, clock: Clock | None = None, byzantine_equivocate: bool = False) -> None:
+        self.home = NodeHome(Path(home))
+        self.config = self.home.load_config()
+        self.keypair = self.home.load_key()
+        self._genesis = Genesis.from_file(str(self.home.genesis_path))
+        self.clock = clock or SystemClock()
+        self.byzantine_equivocate = byzantine_equivocate
+        self.address = self.keypair.public_key
+
+        self.home.ledger_dir.mkdir(parents=True, exist_ok=True)
+        self.store = LevelDBStore(str(self.home.ledger_dir))
+        self._ledger = LedgerDB(self.store, self._genesis)
+        self.verified = SignatureCache()
+        self.mempool = Mempool(self._ledger, self.verified, self.config.mempool.max_txs, self.config.mempool.max_bytes)
+        self.blocks = BlockStore(self.store)
+        self.evidence = EvidencePool()
+        self.app = LedgerApp(
+            self._ledger, self.blocks, self.mempool, self.evidence, self.verified, self.clock, self.address, self.config.consensus
+        )
+        c = self.config.consensus
+        timeouts = TimeoutConfig(
+            propose_ms=c.timeout_propose_ms,
+            propose_delta_ms=c.timeout_delta_ms,
+            prevote_ms=c.timeout_prevote_ms,
+            prevote_delta_ms=c.timeout_delta_ms,
+            precommit_ms=c.timeout_precommit_ms,
+            precommit_delta_ms=c.timeout_delta_ms,
+        )
+        self.signer = Signer(self.keypair, FileSignerGuard(self.home.signer_path))
+        self.engine = Engine(EngineConfig(self._genesis.chain_id, timeouts), self.app, self.signer)
+        self.wal = ConsensusWAL(self.home.wal_dir)
+        self.p2p = P2P(
+            self.keypair,
+            self._genesis.chain_id,
+            self.config.p2p,
+            self._on_frame,
+            FRAME_KINDS,
+            moniker=self.config.moniker,
+            on_connect=self._on_peer_connect,
+            on_disconnect=self._on_peer_disconnect,
+            admin=self.config.devnet.admin,
+        )
+        rpc_host, rpc_port = parse_host_port(self.config.rpc.listen)
+        self.rpc = RpcServer(self, RpcConfig(host=rpc_host, port=rpc_port))
+        self.sync = BlockSync(lag_grace_s=2 * c.gossip_interval_ms / 1000)
+        self.feed = BlockFeed()
+        self.stats: dict[str, int] = {"invalid_messages": 0, "tx_batches_dropped": 0, "sync_refused": 0}
+
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._own: list[tuple[int, int, str, Any]] = []  # (height, round, kind, payload) signed here
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiters: dict[bytes, list[asyncio.Future[TxResult]]] = {}
+        self._tx_outbox: list[bytes] = []
+        self._tx_batches: asyncio.Queue[list[bytes]] | None = None
+        self._verifier = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-verify")
+        self._applying_sync = False
+        self._last_progress: tuple[int, int, int] = (0, 0, 0)
+        self._fatal: BaseException | None = None
+        self._stopped: asyncio.Event | None = None  # made on the loop, in start()
+
+    # NodeServices: properties ---------------------------------------------------------------------
+    @property
+    def ledger(self) -> LedgerDB:
+        return self._ledger
+
+    @property
+    def genesis(self) -> Genesis:
+        return self._genesis
+
+    @property
+    def chain_id(self) -> str:
+        return self._genesis.chain_id
+
+    # lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._stopped = asyncio.Event()
+        self._tx_batches = asyncio.Queue(TX_BATCH_QUEUE_MAX)
+        replayed = self.wal.replay()
+        await self.p2p.start()
+        await self.rpc.start()
+        head = self._ledger.head.height
+        log.info(
+            "node %s (%s) at height %d, p2p %s:%s, rpc %s, %s",
+            self.config.moniker,
+            self.address.hex()[:16],
+            head,
+            parse_host_port(self.config.p2p.listen)[0],
+            self.p2p.listen_port,
+            self.rpc.url,
+            "validator" if self.is_validator() else "full node",
+        )
+        self._feed(Start(head + 1))
+        for height, kind, payload in replayed:
+            if height > head:
+                self._handle_message(None, kind, payload, from_wal=True)
+        if replayed:
+            log.info("replayed %d consensus messages from the WAL", len(replayed))
+        self._spawn(self._gossip_loop())
+        self._spawn(self._tx_gossip_loop())
+        self._spawn(self._tx_admission_loop())
+
+    async def stop(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.rpc.close()
+        await self.p2p.stop()
+        self._verifier.shutdown(wait=True, cancel_futures=True)
+        self.wal.close()
+        self.store.close()
+        log.info("node %s stopped at height %d", self.config.moniker, self._ledger.head.height)
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set or a fatal error; re-raise the fatal error after stopping."""
+        await self.start()
+        assert self._stopped is not None
+        stop_task = asyncio.ensure_future(stop.wait())
+        fatal_task = asyncio.ensure_future(self._stopped.wait())
+        await asyncio.wait({stop_task, fatal_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+        fatal_task.cancel()
+        await self.stop()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._die(task.exception())  # type: ignore[arg-type]
+
+    def _die(self, exc: BaseException) -> None:
+        log.critical("stopping: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        if self._fatal is None:
+            self._fatal = exc
+        if self._stopped is not None:
+            self._stopped.set()
+
+    # the engine --------------------------------------------------------------------------------------
+    def _feed(self, event: Event) -> None:
+        if self._fatal is not None:
+            return
+        try:
+            actions = self.engine.handle(event, self.clock.now_ms())
+            for action in actions:
+                self._perform(action)
+        except (ConsensusInvariantViolation, InvariantViolation) as exc:
+            self._die(exc)
+
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, Broadcast):
+            message = action.message
+            kind = "proposal" if isinstance(message, Proposal) else "vote"
+            self._send_own(message.height, message.round, kind, message.to_wire())
+            if self.byzantine_equivocate and isinstance(message, Vote) and message.kind is VoteKind.PREVOTE:
+                self._equivocate(message)
+        elif isinstance(action, BroadcastBlock):
+            payload = {"height": action.height, "hash": action.block_hash, "block": action.block}
+            self._send_own(action.height, self.engine.round, "block", payload)
+        elif isinstance(action, ScheduleTimeout):
+            self._schedule(action.duration_ms / 1000, TimeoutFired(action.height, action.round, action.step))
+        elif isinstance(action, Commit):
+            if action.height != self._ledger.head.height + 1:
+                return  # block sync committed it first
+            committed = self.app.commit(action.block_hash, action.block, action.certificate)
+            self._after_commit(committed)
+            self._schedule(self.config.consensus.block_interval_ms / 1000, Start(action.height + 1))
+        elif isinstance(action, EvidenceFound):
+            self._add_evidence(action.evidence, source=None)
+
+    def _schedule(self, delay_s: float, event: Event) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self._feed(event)
+
+        handle = loop.call_later(delay_s, fire)
+        self._timers.add(handle)
+
+    def _send_own(self, height: int, round: int, kind: str, payload: Any) -> None:
+        self.wal.append(height, kind, payload)
+        self._own.append((height, round, kind, payload))
+        self._mark_seen(_message_id(kind, payload))
+        self.p2p.broadcast(kind, payload)
+
+    def _equivocate(self, vote: Vote) -> None:
+        """Devnet only: also sign a conflicting prevote, bypassing the guard, to test slashing."""
+        other = None if vote.block_hash is not None else sha256(b"equivocation" + vote.height.to_bytes(8, "big"))
+        sign_bytes = vote_sign_bytes(self.chain_id, VoteKind.PREVOTE, vote.height, vote.round, other, self.address)
+        twin = Vote(VoteKind.PREVOTE, vote.height, vote.round, other, self.address, self.keypair.sign(sign_bytes))
+        log.warning("byzantine: equivocating at height %d round %d", vote.height, vote.round)
+        self.p2p.broadcast("vote", twin.to_wire())
+
+    def _after_commit(self, committed: CommittedBlock) -> None:
+        header = committed.block.header
+        height = header.height
+        self.mempool.update(tx.hash for tx in committed.txs)
+        self.wal.committed(height)
+        self._own = [m for m in self._own if m[0] > height]
+        self.sync.on_progress(time.monotonic())
+        results = []
+        for index, tx in enumerate(committed.txs):
+            result = TxResult(tx.hash, height, index, header.time_ms, tx.raw)
+            results.append(result)
+            for future in self._waiters.pop(tx.hash, []):
+                if not future.done():
+                    future.set_result(result)
+        summary = {"header": _header_json(committed.block), "tx_hashes": [tx.hash.hex() for tx in committed.txs]}
+        self.feed.publish(summary)
+        log.info(
+            "committed height=%d hash=%s txs=%d time_ms=%d round=%d state_root=%s",
+            height,
+            header.hash.hex()[:16],
+            len(committed.txs),
+            header.time_ms,
+            committed.certificate.round,
+            header.state_root.hex()[:16],
+        )
+        self.p2p.broadcast("status", {"height": height})
+
+    def is_validator(self) -> bool:
+        return self.address in self.app.validator_set(self._ledger.head.height + 1)
+
+    # peers -----------------------------------------------------------------------------------------
+    def _on_peer_connect(self, peer: Peer) -> None:
+        self.p2p.send(peer, "status", {"height": self._ledger.head.height})
+        # A new peer may have missed this height's messages: give it ours.
+        for height, _, kind, payload in self._own:
+            if height > self._ledger.head.height:
+                self.p2p.send(peer, kind, payload)
+
+    def _on_peer_disconnect(self, peer: Peer) -> None:
+        self.sync.on_disconnect(peer.node_id)
+
+    def _on_frame(self, peer: Peer, kind: str, payload: Any) -> None:
+        try:
+            self._handle_message(peer, kind, payload, from_wal=False)
+        except (MessageInvalid, ValueError, TypeError, KeyError) as exc:
+            self.stats["invalid_messages"] += 1
+            log.debug("invalid %s from %s: %s", kind, peer.name, exc)
+
+    def _handle_message(self, peer: Peer | None, kind: str, payload: Any, from_wal: bool) -> None:
+        if kind == "status":
+            height = _int_field(payload, "height")
+            if peer is not None:
+                self.sync.on_status(peer.node_id, height)
+            return
+        if kind == "txs":
+            self._receive_txs(peer, payload)
+            return
+        if kind == "get_blocks":
+            if peer is not None:
+                self._serve_blocks(peer, _int_field(payload, "from"), _int_field(payload, "count"))
+            return
+        if kind == "blocks":
+            if peer is not None:
+                self._receive_blocks(peer, payload)
+            return
+        if kind == "evidence":
+            self._add_evidence(DuplicateVoteEvidence.from_wire(payload), source=peer)
+            return
+        self._receive_consensus(peer, kind, payload, from_wal)
+
+    def _receive_consensus(self, peer: Peer | None, kind: str, payload: Any, from_wal: bool) -> None:
+        event: Event
+        if kind == "proposal":
+            proposal = Proposal.from_wire(payload)
+            height, event = proposal.height, ProposalReceived(proposal)
+        elif kind == "vote":
+            vote = Vote.from_wire(payload)
+            height, event = vote.height, VoteReceived(vote)
+        elif kind == "block":
+            height = _int_field(payload, "height")
+            claimed = payload.get("hash")
+            block = payload.get("block")
+            if not isinstance(block, bytes) or not isinstance(claimed, bytes):
+                raise MessageInvalid("block frame: hash and block must be bytes")
+            if b"b" + claimed in self._seen:
+                return
+            actual = self.app.block_hash(block)
+            if actual is None or actual != claimed:
+                raise MessageInvalid("block frame: not a block, or not the block it names")
+            event = BlockReceived(height, block)
+        else:
+            raise MessageInvalid(f"unexpected frame kind {kind}")
+        head = self._ledger.head.height
+        if height <= head or height > head + 2:
+            return  # decided already, or too far ahead (block sync will bring it)
+        message_id = _message_id(kind, payload)
+        if message_id in self._seen and not from_wal:
+            return
+        self._mark_seen(message_id)
+        if not from_wal:
+            self.wal.append(height, kind, payload)
+            self.p2p.broadcast(kind, payload, exclude=peer)  # relay once, on first sight
+        self._feed(event)
+
+    def _mark_seen(self, message_id: bytes) -> None:
+        self._seen[message_id] = None
+        while len(self._seen) > MAX_SEEN:
+            self._seen.popitem(last=False)
+
+    # evidence ---------------------------------------------------------------------------------------
+    def _add_evidence(self, evidence: DuplicateVoteEvidence, source: Peer | None) -> None:
+        if self.blocks.has_evidence(evidence):
+            return
+        if evidence.height > self._ledger.head.height + 1:
+            return
+        try:
+            evidence.verify(self.app.validator_set(evidence.height), self.chain_id)
+        except (MessageInvalid, BlockRefused) as exc:
+            raise MessageInvalid(f"evidence: {exc}") from None
+        if self.evidence.add(evidence):
+            log.warning(
+                "evidence: validator %s signed conflicting %s votes at height %d round %d",
+                evidence.validator.hex()[:16],
+                evidence.vote_a.kind.name.lower(),
+                evidence.height,
+                evidence.vote_a.round,
+            )
+            self.p2p.broadcast("evidence", evidence.to_wire(), exclude=source)
+
+    # transactions ----------------------------------------------------------------------------------
+    async def submit_tx(self, raw: bytes) -> bytes:
+        try:
+            _, tx_hash = self.mempool.add(raw)
+        except MempoolFull as exc:
+            raise RpcMempoolFull(exc.message) from None
+        self._tx_outbox.append(raw)
+        return tx_hash
+
+    def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
+        if not isinstance(payload, list) or not all(isinstance(raw, bytes) for raw in payload):
+            raise MessageInvalid("txs frame: a list of byte strings")
+        fresh = [raw for raw in payload if _is_new_tx(sha256(raw), self.mempool, self.verified)]
+        if not fresh:
+            return
+        assert self._tx_batches is not None
+        try:
+            self._tx_batches.put_nowait(fresh)
+        except asyncio.QueueFull:
+            self.stats["tx_batches_dropped"] += 1
+
+    async def _tx_admission_loop(self) -> None:
+        """Signature checks off the loop, in arrival order; then admission on the loop."""
+        assert self._tx_batches is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._tx_batches.get()
+            batch = [raw for raw in batch if _is_new_tx(sha256(raw), self.mempool, self.verified)]
+            if not batch:
+                continue
+            checked = await loop.run_in_executor(self._verifier, prevalidate, batch, self.chain_id)
+            results = self.mempool.add_prevalidated(checked)
+            for raw, result in zip(batch, results):
+                if isinstance(result, tuple):
+                    self._tx_outbox.append(raw)
+
+    async def _tx_gossip_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TX_GOSSIP_INTERVAL_S)
+            if not self._tx_outbox:
+                continue
+            outbox, self._tx_outbox = self._tx_outbox, []
+            frame: list[bytes] = []
+            size = 0
+            for raw in outbox:
+                if frame and size + len(raw) > TX_GOSSIP_MAX_BYTES:
+                    self.p2p.broadcast("txs", frame)
+                    frame, size = [], 0
+                frame.append(raw)
+                size += len(raw)
+            if frame:
+                self.p2p.broadcast("txs", frame)
+
+    async def wait_for_tx(self, tx_hash: bytes, timeout_s: float) -> TxResult | None:
+        known = self.get_tx(tx_hash)
+        if known is not None:
+            return known
+        if sum(len(w) for w in self._waiters.values()) >= MAX_TX_WAITERS:
+            return None
+        future: asyncio.Future[TxResult] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_hash, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            waiting = self._waiters.get(tx_hash, [])
+            if future in waiting:
+                waiting.remove(future)
+            if not waiting:
+                self._waiters.pop(tx_hash, None)
+
+    def get_tx(self, tx_hash: bytes) -> TxResult | None:
+        location = self.blocks.tx_location(tx_hash)
+        if location is None:
+            return None
+        height, index = location
+        block = self.blocks.block(height)
+        if block is None or index >= len(block.txs):
+            return None
+        return TxResult(tx_hash, height, index, block.header.time_ms, block.txs[index])
+
+    def get_account_txs(self, address: bytes, limit: int, before: tuple[int, int] | None) -> list[TxResult]:
+        results = []
+        for tx_hash in self.blocks.account_tx_hashes(address, limit, before):
+            result = self.get_tx(tx_hash)
+            if result is not None:
+                results.append(result)
+        return results
+
+    # blocks and validators for the RPC ---------------------------------------------------------------
+    def get_block(self, height: int) -> dict[str, Any] | None:
+        block = self.blocks.block(height)
+        certificate = self.blocks.certificate(height)
+        if block is None or certificate is None:
+            return None
+        return {
+            "header": _header_json(block),
+            "txs": [raw.hex() for raw in block.txs],
+            "evidence": [
+                {"validator": e.validator.hex(), "height": e.height, "round": e.vote_a.round, "kind": e.vote_a.kind.name.lower()}
+                for e in block.evidence
+            ],
+            "commit": _certificate_json(certificate),
+        }
+
+    def validators(self, height: int) -> list[dict[str, Any]] | None:
+        head = self._ledger.head.height
+        if height > head + 1 or height < 0:
+            return None
+        try:
+            infos = self.app.validator_infos(max(height, 1))
+        except BlockRefused:
+            return None
+        return [v.to_json() for v in infos if v.power > 0]
+
+    def status_extra(self) -> dict[str, Any]:
+        head = self._ledger.head.height
+        block_hash = self.blocks.block_hash(head) if head > 0 else None
+        return {
+            "syncing": self.sync.is_syncing(head),
+            "peers": len(self.p2p.peers),
+            "is_validator": self.is_validator(),
+            "block_hash": None if block_hash is None else block_hash.hex(),
+            "moniker": self.config.moniker,
+            "node_id": self.address.hex(),
+            "consensus": {"height": self.engine.height, "round": self.engine.round, "step": self.engine.step.name.lower()},
+            "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
+            "p2p": dict(self.p2p.stats),
+            "node_stats": dict(self.stats),
+        }
+
+    def subscribe_blocks(self) -> asyncio.Queue[dict[str, Any] | None]:
+        return self.feed.subscribe()
+
+    def unsubscribe_blocks(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self.feed.unsubscribe(queue)
+
+    # block sync --------------------------------------------------------------------------------------
+    def _serve_blocks(self, peer: Peer, from_height: int, count: int) -> None:
+        items = serve_blocks(self.blocks, from_height, count, self._ledger.head.height, self.config.p2p.max_message_bytes // 2)
+        self.p2p.send(peer, "blocks", {"items": items})
+
+    def _receive_blocks(self, peer: Peer, payload: Any) -> None:
+        request = self.sync.outstanding
+        if request is None or request.peer != peer.node_id or self._applying_sync:
+            return  # unsolicited
+        items = payload.get("items") if isinstance(payload, dict) else None
+        if not isinstance(items, list) or len(items) > MAX_BLOCKS_PER_REQUEST:
+            self.sync.on_response(peer.node_id, ok=False)
+            raise MessageInvalid("blocks frame: a list of at most 32 [block, certificate] pairs")
+        self._applying_sync = True
+        self._spawn(self._apply_synced(peer, items))
+
+    async def _apply_synced(self, peer: Peer, items: list[Any]) -> None:
+        ok = bool(items)
+        try:
+            for item in items:
+                if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, bytes) for x in item)):
+                    ok = False
+                    break
+                block_bytes, certificate_bytes = item
+                try:
+                    if CommitCertificate.from_bytes(certificate_bytes).height <= self._ledger.head.height:
+                        continue
+                    committed = self.app.apply_synced(block_bytes, certificate_bytes)
+                except (BlockRefused, MessageInvalid) as exc:
+                    self.stats["sync_refused"] += 1
+                    log.warning("block sync: refused a block from %s: %s", peer.name, exc)
+                    ok = False
+                    break
+                self._after_commit(committed)
+                self._feed(Start(committed.block.header.height + 1))
+                await asyncio.sleep(0)  # let consensus and the RPC breathe between blocks
+        finally:
+            self._applying_sync = False
+            self.sync.on_response(peer.node_id, ok)
+
+    # periodic gossip ---------------------------------------------------------------------------------
+    async def _gossip_loop(self) -> None:
+        interval_s = self.config.consensus.gossip_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            head = self._ledger.head.height
+            self.p2p.broadcast("status", {"height": head})
+            request = self.sync.next_request(head, time.monotonic())
+            if request is not None:
+                peer = self.p2p.peers.get(request.peer)  # type: ignore[arg-type]
+                if peer is None:
+                    self.sync.on_disconnect(request.peer)
+                else:
+                    log.info("block sync: asking %s for %d blocks from %d", peer.name, request.count, request.from_height)
+                    self.p2p.send(peer, "get_blocks", {"from": request.from_height, "count": request.count})
+            progress = (self.engine.height, self.engine.round, int(self.engine.step))
+            if progress == self._last_progress:
+                self._resend_own()
+            self._last_progress = progress
+
+    def _resend_own(self) -> None:
+        """The height is stuck: resend what we signed in the current round (peers drop duplicates)."""
+        for height, round, kind, payload in self._own:
+            if height == self.engine.height and round == self.engine.round:
+                self.p2p.broadcast(kind, payload)
+
+
+# helpers ------------------------------------------------------------------------------------------------
+def _int_field(payload: Any, name: str) -> int:
+    value = payload.get(name) if isinstance(payload, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise MessageInvalid(f"field {name!r} must be a non-negative integer")
+    return value
+
+
+def _message_id(kind: str, payload: Any) -> bytes:
+    if kind == "block":
+        return b"b" + payload["hash"]
+    return kind.encode()[:1] + payload["signature"]
+
+
+def _is_new_tx(tx_hash: bytes, mempool: Mempool, verified: SignatureCache) -> bool:
+    """Neither pending nor already verified here (verified and not pending: committed or evicted)."""
+    return tx_hash not in mempool and tx_hash not in verified
+
+
+def _header_json(block: Any) -> dict[str, Any]:
+    h = block.header
+    return {
+        "chain_id": h.chain_id,
+        "height": h.height,
+        "hash": h.hash.hex(),
+        "time_ms": h.time_ms,
+        "prev_block_hash": h.prev_block_hash.hex(),
+        "txs_hash": h.txs_hash.hex(),
+        "evidence_hash": h.evidence_hash.hex(),
+        "state_root": h.state_root.hex(),
+        "proposer": h.proposer.hex(),
+        "validators_hash": h.validators_hash.hex(),
+        "num_txs": len(block.txs),
+    }
+
+
+def _certificate_json(certificate: CommitCertificate) -> dict[str, Any]:
+    return {
+        "height": certificate.height,
+        "round": certificate.round,
+        "block_hash": certificate.block_hash.hex(),
+        "signatures": [{"validator": s.validator.hex(), "signature": s.signature.hex()} for s in certificate.signatures],
+    }
