@@ -103,3 +103,23 @@ def chain_validators(settings: Settings, height: int | None) -> None:
         raise CliError(f"this node does not know the validators at height {height}")
     lines = [f"{v['name'][:20]:20}  {short(v['address'], 16)}  power {v['power']:>8}  stake {format_coins(v['stake'])}" for v in answer["validators"]]
     emit(settings.as_json, answer, [f"validators at height {answer['height']}:", *lines])
+
+
+@chain.command("node")
+@click.argument("node_id", metavar="ID")
+@hearth_command()
+def chain_node(settings: Settings, node_id: str) -> None:
+    """City-state node ID: its council, members, quotas and housing."""
+    n = settings.client().call("node", id=node_id)
+    council = n["council"]
+    rows = [
+        ("node", f"{n['id']} ({n['name']})" if n["name"] else n["id"]),
+        ("council", f"{council['threshold']} of {len(council['keys'])} keys, account {council['address']}"),
+        *[("  key", k) for k in council["keys"]],
+        ("members", str(n["member_count"])),
+        ("housing fee", f"{format_coins(n['housing_fee'])} coins per period (from UBI)"),
+        ("housing", f"{n['waiting']} waiting, {n['vacant']} vacant"),
+    ]
+    for rid, pool in sorted(n["quotas"].items()):
+        rows.append((f"quota {rid}", f"cap {pool['cap']} {pool['unit']}, allowance {pool['allowance']} each, consumed {pool['consumed']}"))
+    emit(settings.as_json, n, table(rows))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import click
 
 from cli.chain import chain, status
+from cli.housing import housing
 from cli.keys import keys
+from cli.member import member
 from cli.node_commands import node
+from cli.quota import quota
 from cli.tx_commands import tx
 from cli.wallet import wallet
 
@@ -17,10 +20,13 @@ def main() -> None:
     """Hearth: a fixed-supply, demurrage currency with UBI, quotas and housing rights, on a BFT ledger."""
 
 
-# wallet and chain commands (cli/keys.py, cli/wallet.py, cli/tx_commands.py, cli/chain.py)
+# wallet and chain commands (cli/keys.py, wallet.py, member.py, quota.py, housing.py, tx_commands.py, chain.py)
 main.add_command(status)
 main.add_command(keys)
 main.add_command(wallet)
+main.add_command(member)
+main.add_command(quota)
+main.add_command(housing)
 main.add_command(tx)
 main.add_command(chain)
 main.add_command(node)  # cli/node_commands.py

@@ -22,6 +22,7 @@ from cli.output import emit, format_coins, format_time_ms, spinner, table
 from cli.settings import Settings, hearth_command
 from consensus.rpc_methods import COMMIT_TIMEOUT_MS_MAX, to_json_ready
 from ledger import Rejected, decode_tx
+from ledger.authorization import compute_council_address
 from ledger.crypto import Keypair, verify_signature
 from ledger.encoding import EncodingError, decode, encode
 from ledger.tx import COMMON_FIELDS, TX_SCHEMAS, Field, compute_sign_bytes, encode_body
@@ -31,7 +32,8 @@ TX_FILE_BYTES_MAX = 256 * 1024
 WAIT_TIMEOUT_MS = 30_000
 
 WAIT = click.option("--wait", is_flag=True, help="Wait until the transaction is committed and print its block.")
-SIGNERS = click.option("--signer", "signers", multiple=True, metavar="NAME", help="A key that signs (repeat for council actions).")
+SIGNERS = click.option("--signer", "signers", multiple=True, metavar="NAME", help="A council key that signs (repeat up to the threshold).")
+NODE = click.option("--node", "node_id", required=True, metavar="ID", help="The city-state node.")
 
 
 # sending ------------------------------------------------------------------------------------------------
@@ -60,6 +62,22 @@ def send_tx(settings: Settings, tx_type: str, sender: bytes, signers: list[Keypa
     nonce = client.call("account", address=sender.hex())["nonce"]
     body = encode_body(tx_type, chain_id, sender, nonce, **fields)
     return submit_signed(settings, assemble_tx(body, sign_body(chain_id, body, signers)), wait)
+
+
+def send_from_key(
+    settings: Settings, name: str, password_file: Path | None, tx_type: str, wait: bool, cosigners: tuple[str, ...] = (), **fields: Any
+) -> dict[str, Any]:
+    """A transaction from key `name`'s own account, signed by it (and by `cosigners`, if any)."""
+    signers = unlock_signers(settings, (name, *cosigners), password_file)
+    return send_tx(settings, tx_type, signers[0].address, signers, wait, **fields)
+
+
+def send_council_action(
+    settings: Settings, node_id: str, signer_names: tuple[str, ...], password_file: Path | None, tx_type: str, wait: bool, **fields: Any
+) -> dict[str, Any]:
+    """A council action: from the node's council account, signed by council keys (at least its threshold)."""
+    signers = unlock_signers(settings, signer_names, password_file)
+    return send_tx(settings, tx_type, compute_council_address(node_id), signers, wait, node=node_id, **fields)
 
 
 def unlock_signers(settings: Settings, names: tuple[str, ...] | list[str], password_file: Path | None) -> list[Keypair]:
@@ -206,7 +224,7 @@ def tx_show(settings: Settings, tx_hash: str) -> None:
 
 @tx.command("build")
 @click.argument("tx_type", metavar="TYPE")
-@click.option("--from", "sender", required=True, metavar="NAME|ADDRESS", help="The account the transaction is from.")
+@click.option("--from", "sender", required=True, metavar="NAME|ADDRESS", help="The account the transaction is from; council:NODE for a node's council.")
 @click.option("--set", "assignments", multiple=True, metavar="FIELD=VALUE", help="A field of the body (repeat). Integers are base units.")
 @click.option("--nonce", type=click.IntRange(0), help="The sender's nonce (default: asked of the node).")
 @click.option("--chain-id", help="The chain (default: asked of the node).")
@@ -218,7 +236,10 @@ def tx_build(settings: Settings, tx_type: str, sender: str, assignments: tuple[s
     if tx_type not in TX_SCHEMAS:
         raise CliError(f"unknown transaction type {tx_type!r}", f"one of: {', '.join(sorted(TX_SCHEMAS))}")
     keystore = settings.keystore
-    address = keystore.resolve_address(sender)
+    if sender.startswith("council:"):
+        address = compute_council_address(sender.removeprefix("council:"))
+    else:
+        address = keystore.resolve_address(sender)
     fields = build_fields(keystore, tx_type, assignments)
     if chain_id is None:
         chain_id = settings.client().call("status")["chain_id"]

@@ -8,10 +8,10 @@ from typing import Any
 import click
 
 from cli.errors import CliError
-from cli.keys import PASSWORD_FILE, unlock
+from cli.keys import PASSWORD_FILE
 from cli.output import emit, format_coins, format_signed_coins, short, table
 from cli.settings import COINS, Settings, hearth_command
-from cli.tx_commands import WAIT, send_tx
+from cli.tx_commands import WAIT, send_from_key
 from consensus.rpc_methods import proof_from_json
 from ledger.merkle import verify_proof
 from ledger.records import account_key
@@ -63,13 +63,12 @@ def wallet_balance(settings: Settings, who: str, periods: int) -> None:
 def wallet_send(settings: Settings, sender: str, recipient: str, amount: int, memo: str | None, wait: bool, password_file: Path | None) -> None:
     """Pay AMOUNT coins from key NAME to NAME|ADDRESS."""
     to = settings.keystore.resolve_address(recipient)
-    keypair = unlock(settings, sender, password_file)
-    if to == keypair.address:
+    if to == settings.keystore.info(sender).address:
         raise CliError("sender and recipient are the same account")
     fields: dict[str, Any] = {"to": to, "amount": amount}
     if memo is not None:
         fields["memo"] = memo
-    send_tx(settings, "transfer", keypair.address, [keypair], wait, **fields)
+    send_from_key(settings, sender, password_file, "transfer", wait, **fields)
 
 
 def describe_history_entry(address: str, entry: dict[str, Any]) -> str:
