@@ -155,6 +155,18 @@ class FakeNode:
         return height
 
 
+def post_raw(url: str, body: bytes, method: str = "POST") -> tuple[int, Any]:
+    """Send raw bytes over HTTP; the status and the parsed JSON answer (None when empty)."""
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as response:
+            status, data = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, data = exc.code, exc.read()
+    return status, json.loads(data) if data else None
+
+
 class ServedNode:
     """A FakeNode and its RpcServer on 127.0.0.1, running in a background event loop thread."""
 
@@ -197,15 +209,7 @@ class ServedNode:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def post(self, body: bytes, path: str = "/", method: str = "POST") -> tuple[int, Any]:
-        """Send raw bytes over HTTP; the status and the parsed JSON answer (None when empty)."""
-        request = urllib.request.Request(self.url + path, data=body, method=method, headers={"Content-Type": "application/json"})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(request, timeout=30) as response:
-                status, data = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, data = exc.code, exc.read()
-        return status, json.loads(data) if data else None
+        return post_raw(self.url + path, body, method)
 
     def close(self) -> None:
         self.run_async(self.server.close())
