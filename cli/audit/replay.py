@@ -1,0 +1,443 @@
+"""Replay from genesis: re-verify a chain in a fresh, separate state, trusting nothing it is given.
+
+For every height h, in order (specs/audit.md, "Replay"):
+
+1. the header: chain id, height, previous block hash, time strictly after the previous block's,
+   transactions hash (and evidence hash when the source carries the evidence);
+2. the validator set of h, read from the replayed ledger's validator records after h-1 (power =
+   stake // 10**6): the header's validators_hash is its hash and the proposer is in it;
+3. the commit certificate: for this header's hash at h, every signer in the set with a valid
+   precommit signature, more than 2/3 of the set's power;
+4. the evidence (when carried): from an earlier height, signed by a validator of that height, never
+   committed before, never repeated;
+5. the block re-executed by the ledger (every transaction signature verified), its state root
+   compared with the header's;
+6. the conservation identity on the committed totals, and two sums the replay keeps itself: the
+   stored account balances add up to `circulating` and the validator stakes to `bonded`.
+
+The first failure stops the replay and is reported as a `Divergence` naming the height.
+
+Signatures (transactions and certificates) are checked in a process pool, `jobs` processes, a batch
+of blocks ahead of the ledger; the hashes that verified are handed to the ledger as a
+`SignatureCache`, so each signature is checked once. A signature that failed is not in the cache, so
+the ledger checks it again and rejects the block at its height: the outcome is the same whatever
+`jobs` is.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cli.audit.economy import KeyIndex, PeriodSnapshot, take_snapshot
+from cli.audit.sources import BlockSource, BlockUnreadable, SourceBlock
+from consensus.block import GENESIS_PREV_HASH, evidence_root, merkle_root
+from consensus.block_store import ValidatorInfo, evidence_id, validator_set_of
+from consensus.errors import MessageInvalid
+from consensus.types import CommitCertificate, ValidatorSet, VoteKind, vote_sign_bytes
+from ledger import BlockInput, Genesis, InvariantViolation, LedgerDB, MemoryStore, Rejected, SignatureCache, decode_tx
+from ledger.crypto import verify_signature
+from ledger.monetary import compute_period
+from ledger.queries import get_supply
+from ledger.records import Account, Validator
+from ledger.tx import verify_tx_signatures
+
+__all__ = ["Divergence", "ReplayResult", "Replayer", "replay", "verify_signature_batch"]
+
+BATCH_TXS_MAX = 2_000
+"""Transactions per signature batch: large enough to amortise the pool's messaging, small enough
+that the ledger never waits long for the first batch."""
+BATCH_BLOCKS_MAX = 64
+BATCHES_AHEAD = 2
+"""Batches in flight per worker: the pool keeps verifying while the ledger executes."""
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first thing that did not verify: where, what kind of check, and the detail."""
+
+    height: int
+    check: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"height {self.height}: {self.check}: {self.detail}"
+
+
+class _Diverged(Exception):
+    def __init__(self, height: int, check: str, detail: str) -> None:
+        super().__init__(detail)
+        self.divergence = Divergence(height, check, detail)
+
+
+@dataclass(frozen=True)
+class SlashRecord:
+    """The validators a block slashed (removed from the set) and the stake moved to the commons pool."""
+
+    height: int
+    validators: list[str]
+    amount: int
+
+
+@dataclass
+class ReplayResult:
+    """What the replay verified and what it saw. `to_json(timing=False)` is identical for any `jobs`."""
+
+    source: str
+    chain_id: str
+    genesis_hash: str
+    source_height: int
+    ok: bool = False
+    divergence: Divergence | None = None
+    blocks: int = 0
+    txs: int = 0
+    tx_signatures: int = 0
+    certificate_signatures: int = 0
+    evidence_checked: int = 0
+    evidence_summarised_only: int = 0
+    """Blocks whose source carried an evidence summary, not the evidence (RPC)."""
+    final_height: int = 0
+    final_state_root: str = ""
+    final_time_ms: int = 0
+    final_period: int = 0
+    supply: dict[str, int] = field(default_factory=dict)
+    slashes: list[SlashRecord] = field(default_factory=list)
+    periods: list[PeriodSnapshot] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def blocks_per_s(self) -> float:
+        return self.blocks / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def txs_per_s(self) -> float:
+        return self.txs / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_json(self, timing: bool = True) -> dict[str, Any]:
+        out = asdict(self)
+        out["divergence"] = None if self.divergence is None else asdict(self.divergence)
+        del out["elapsed_s"]
+        if timing:
+            out["elapsed_s"] = round(self.elapsed_s, 3)
+            out["blocks_per_s"] = round(self.blocks_per_s, 1)
+            out["txs_per_s"] = round(self.txs_per_s, 1)
+        return out
+
+
+# the pool's work -----------------------------------------------------------------------------------------
+VoteItem = tuple[int, int, bytes, bytes, bytes]
+"""(height, round, block_hash, validator, signature) of one precommit in a certificate."""
+
+
+def verify_signature_batch(chain_id: str, txs: Sequence[bytes], votes: Sequence[VoteItem]) -> tuple[list[bytes], list[bool]]:
+    """Runs in a worker: hashes of the transactions whose signatures all verify (malformed ones are
+    left for the ledger to reject), and for each precommit whether its signature verifies."""
+    verified: list[bytes] = []
+    for raw in txs:
+        try:
+            tx = decode_tx(raw)
+            verify_tx_signatures(tx, chain_id)
+        except Rejected:
+            continue
+        verified.append(tx.hash)
+    votes_ok = [
+        verify_signature(validator, vote_sign_bytes(chain_id, VoteKind.PRECOMMIT, height, round_, block_hash, validator), signature)
+        for height, round_, block_hash, validator, signature in votes
+    ]
+    return verified, votes_ok
+
+
+def _vote_items(certificate: CommitCertificate) -> list[VoteItem]:
+    c = certificate
+    return [(c.height, c.round, c.block_hash, s.validator, s.signature) for s in c.signatures]
+
+
+@dataclass
+class _Batch:
+    blocks: list[SourceBlock]
+    unreadable: BlockUnreadable | None
+    """Raised by the source right after these blocks."""
+    verified: Future[tuple[list[bytes], list[bool]]] | None = None
+
+
+class _InlineExecutor(Executor):
+    """jobs=1: run the batch here, when asked for (same function, same results)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+# the replay ------------------------------------------------------------------------------------------------
+ProgressFn = Callable[[int, int, int], None]
+"""on_progress(height, source_height, txs so far), called after each verified block."""
+
+
+class Replayer:
+    def __init__(self, genesis: Genesis, jobs: int | None = None, on_progress: ProgressFn | None = None, snapshots: bool = True) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+        self.on_progress = on_progress
+        self.snapshots = snapshots
+        self.ledger = LedgerDB(MemoryStore(), genesis)
+        records = genesis.initial_records()
+        self.index = KeyIndex(records)
+        self._validators: dict[bytes, Validator] = {k[1:]: r for k, r in records.items() if k[:1] == Validator.PREFIX}
+        self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
+        self._sets: dict[bytes, ValidatorSet] = {}
+        self._set_hash_at: list[bytes] = [b""]  # index = height
+        self._evidence_seen: set[bytes] = set()
+        self._prev_hash = GENESIS_PREV_HASH
+        self._period_blocks = 0
+        self._period_txs = 0
+        self._last_snapshot_totals = self.ledger.totals()
+
+    # validator sets -------------------------------------------------------------------------------------
+    def _current_set(self, height: int) -> ValidatorSet:
+        """The set of `height` (= head + 1): the replayed validator records after height - 1."""
+        infos = [ValidatorInfo(a, v.name, v.stake) for a, v in sorted(self._validators.items())]
+        if not any(i.power > 0 for i in infos):
+            raise _Diverged(height, "validator set", "no validator with voting power is left")
+        vset = validator_set_of(infos)
+        self._sets.setdefault(vset.hash, vset)
+        return self._sets[vset.hash]
+
+    def _set_at(self, height: int) -> ValidatorSet | None:
+        if 1 <= height < len(self._set_hash_at):
+            return self._sets[self._set_hash_at[height]]
+        return None
+
+    # the run --------------------------------------------------------------------------------------------
+    def run(self, source: BlockSource) -> ReplayResult:
+        started = time.perf_counter()
+        result = ReplayResult(
+            source=source.describe(),
+            chain_id=self.chain_id,
+            genesis_hash=self.genesis.hash.hex(),
+            source_height=source.head_height(),
+        )
+        executor: Executor = _InlineExecutor() if self.jobs == 1 else ProcessPoolExecutor(max_workers=self.jobs)
+        try:
+            self._run(source, executor, result)
+            result.ok = True
+        except _Diverged as exc:
+            result.divergence = exc.divergence
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+        self._finish(result)
+        result.elapsed_s = time.perf_counter() - started
+        return result
+
+    def _run(self, source: BlockSource, executor: Executor, result: ReplayResult) -> None:
+        in_flight: list[_Batch] = []
+        batches = _batches(source)
+        ahead = BATCHES_AHEAD * self.jobs
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < ahead:
+                batch = next(batches, None)
+                if batch is None:
+                    exhausted = True
+                    break
+                txs = [raw for b in batch.blocks for raw in b.txs]
+                votes = [v for b in batch.blocks for v in _vote_items(b.certificate)]
+                batch.verified = executor.submit(verify_signature_batch, self.chain_id, txs, votes)
+                in_flight.append(batch)
+            if not in_flight:
+                return
+            batch = in_flight.pop(0)
+            assert batch.verified is not None
+            tx_hashes, votes_ok = batch.verified.result()
+            cache = SignatureCache(capacity=len(tx_hashes) + 1)
+            for h in tx_hashes:
+                cache.add(h)
+            offset = 0
+            for block in batch.blocks:
+                n = len(block.certificate.signatures)
+                self._replay_block(block, cache, votes_ok[offset : offset + n], result)
+                offset += n
+            if batch.unreadable is not None:
+                raise _Diverged(batch.unreadable.height, "block unreadable", batch.unreadable.reason)
+
+    def _replay_block(self, block: SourceBlock, verified: SignatureCache, votes_ok: Sequence[bool], result: ReplayResult) -> None:
+        ledger = self.ledger
+        head = ledger.head
+        height = head.height + 1
+        header = block.header
+        if block.height != height or header.height != height:
+            raise _Diverged(height, "header", f"the source gave height {header.height} where {height} follows")
+        # 1. the header
+        if header.chain_id != self.chain_id:
+            raise _Diverged(height, "header", f"chain id {header.chain_id!r} is not {self.chain_id!r}")
+        if header.prev_block_hash != self._prev_hash:
+            raise _Diverged(height, "header", "prev_block_hash is not the hash of the previous block")
+        if header.time_ms <= head.time_ms:
+            raise _Diverged(height, "header", f"time {header.time_ms} is not after the previous block's {head.time_ms}")
+        if merkle_root(block.txs) != header.txs_hash:
+            raise _Diverged(height, "header", "txs_hash does not match the transactions")
+        if block.evidence is not None:
+            if evidence_root(block.evidence) != header.evidence_hash:
+                raise _Diverged(height, "header", "evidence_hash does not match the evidence")
+        # 2. the validator set
+        vset = self._current_set(height)
+        if header.validators_hash != vset.hash:
+            raise _Diverged(height, "validator set", "validators_hash is not the hash of this height's validator set")
+        if header.proposer not in vset:
+            raise _Diverged(height, "validator set", f"the proposer {header.proposer.hex()[:16]}… is not a validator of this height")
+        # 3. the certificate
+        result.certificate_signatures += _check_certificate(height, block.certificate, header.hash, vset, votes_ok)
+        self._set_hash_at.append(vset.hash)
+        # 4. the evidence
+        self._check_evidence(height, block, result)
+        # period bookkeeping: close the period the head is in before a block of a later one
+        period = compute_period(header.time_ms, self.genesis.params.genesis_time_ms, self.genesis.params.period_seconds)
+        if period > head.period and self._period_blocks:
+            self._snapshot(result)
+        # 5. execute
+        try:
+            executed = ledger.execute(BlockInput(height, header.time_ms, block.txs, block.slashes), verified)
+        except Rejected as exc:
+            check = "signature" if "BAD_SIGNATURE" in exc.message or exc.code.name == "BAD_SIGNATURE" else "transition"
+            raise _Diverged(height, check, str(exc)) from None
+        except InvariantViolation as exc:
+            raise _Diverged(height, "conservation", str(exc)) from None
+        if executed.state_root != header.state_root:
+            raise _Diverged(
+                height, "state root", f"re-executed root {executed.state_root.hex()} differs from the header's {header.state_root.hex()}"
+            )
+        slashed_before = ledger.totals().slashed
+        offenders = [a for a in block.slashes if a in self._validators]
+        self._track(executed.state.changes)
+        ledger.commit(executed)
+        # 6. conservation
+        self._check_conservation(height)
+        if offenders:
+            amount = ledger.totals().slashed - slashed_before
+            result.slashes.append(SlashRecord(height, [a.hex() for a in offenders], amount))
+        self._prev_hash = header.hash
+        result.blocks += 1
+        result.txs += len(executed.txs)
+        result.tx_signatures += sum(len(tx.signatures) for tx in executed.txs)
+        self._period_blocks += 1
+        self._period_txs += len(executed.txs)
+        if self.on_progress is not None:
+            self.on_progress(height, result.source_height, result.txs)
+
+    def _check_evidence(self, height: int, block: SourceBlock, result: ReplayResult) -> None:
+        if block.evidence is None:
+            if block.slashes:
+                result.evidence_summarised_only += 1
+            return
+        seen: set[bytes] = set()
+        for evidence in block.evidence:
+            key = evidence_id(evidence)
+            if key in seen or key in self._evidence_seen:
+                raise _Diverged(height, "evidence", "evidence committed twice")
+            seen.add(key)
+            vset = self._set_at(evidence.height)
+            if vset is None:
+                raise _Diverged(height, "evidence", f"evidence from height {evidence.height}, not an earlier one")
+            try:
+                evidence.verify(vset, self.chain_id)
+            except MessageInvalid as exc:
+                raise _Diverged(height, "evidence", str(exc)) from None
+            result.evidence_checked += 1
+        self._evidence_seen |= seen
+
+    def _track(self, changes: dict[bytes, Any]) -> None:
+        """Keep the replay's own sums and indexes from the keys a block wrote."""
+        get = self.ledger.get_record
+        for key, record in changes.items():
+            kind = key[:1]
+            if kind == Account.PREFIX:
+                old = get(key)
+                self._balance_sum += (0 if record is None else record.balance) - (0 if old is None else old.balance)
+            elif kind == Validator.PREFIX:
+                if record is None:
+                    self._validators.pop(key[1:], None)
+                else:
+                    self._validators[key[1:]] = record
+        self.index.update(changes)
+
+    def _check_conservation(self, height: int) -> None:
+        t = self.ledger.totals()
+        parts = (t.circulating, t.commons_pool, t.ubi_reserve, t.bonded)
+        if sum(parts) != t.total_supply or t.total_supply != self.genesis.total_supply:
+            raise _Diverged(height, "conservation", f"circulating + commons_pool + ubi_reserve + bonded = {sum(parts)}, total supply {t.total_supply}, genesis {self.genesis.total_supply}")
+        if min(parts) < 0:
+            raise _Diverged(height, "conservation", f"a supply part is negative: {t}")
+        if self._balance_sum != t.circulating:
+            raise _Diverged(height, "conservation", f"account balances add up to {self._balance_sum}, circulating is {t.circulating}")
+        stakes = sum(v.stake for v in self._validators.values())
+        if stakes != t.bonded:
+            raise _Diverged(height, "conservation", f"validator stakes add up to {stakes}, bonded is {t.bonded}")
+
+    def _snapshot(self, result: ReplayResult) -> None:
+        if self.snapshots:
+            snapshot = take_snapshot(self.ledger, self.index, self._last_snapshot_totals, self._period_blocks, self._period_txs)
+            result.periods.append(snapshot)
+        self._last_snapshot_totals = self.ledger.totals()
+        self._period_blocks = 0
+        self._period_txs = 0
+
+    def _finish(self, result: ReplayResult) -> None:
+        if self._period_blocks:
+            self._snapshot(result)
+        head = self.ledger.head
+        result.final_height = head.height
+        result.final_time_ms = head.time_ms
+        result.final_period = head.period
+        result.final_state_root = self.ledger.state_root.hex()
+        result.supply = get_supply(self.ledger.view())
+
+
+def _check_certificate(height: int, certificate: CommitCertificate, header_hash: bytes, vset: ValidatorSet, votes_ok: Sequence[bool]) -> int:
+    """CommitCertificate.verify's rule, with each signature's validity computed by the pool."""
+    if certificate.height != height:
+        raise _Diverged(height, "certificate", f"the certificate is for height {certificate.height}")
+    if certificate.block_hash != header_hash:
+        raise _Diverged(height, "certificate", "the certificate is for another block than this header")
+    power = 0
+    for signature, ok in zip(certificate.signatures, votes_ok, strict=True):
+        member = vset.get(signature.validator)
+        if member is None:
+            raise _Diverged(height, "certificate", f"signer {signature.validator.hex()[:16]}… is not in the validator set")
+        if not ok:
+            raise _Diverged(height, "certificate", f"bad precommit signature by {signature.validator.hex()[:16]}…")
+        power += member.power
+    if power < vset.quorum_power:
+        raise _Diverged(height, "certificate", f"signers hold power {power}, below the quorum {vset.quorum_power}")
+    return len(certificate.signatures)
+
+
+def _batches(source: BlockSource) -> Iterator[_Batch]:
+    """The source's blocks in batches; a BlockUnreadable ends the last batch."""
+    blocks: list[SourceBlock] = []
+    txs = 0
+    iterator = source.blocks(1)
+    while True:
+        try:
+            block = next(iterator, None)
+        except BlockUnreadable as exc:
+            yield _Batch(blocks, exc)
+            return
+        if block is None:
+            if blocks:
+                yield _Batch(blocks, None)
+            return
+        blocks.append(block)
+        txs += len(block.txs)
+        if txs >= BATCH_TXS_MAX or len(blocks) >= BATCH_BLOCKS_MAX:
+            yield _Batch(blocks, None)
+            blocks, txs = [], 0
+
+
+def replay(source: BlockSource, jobs: int | None = None, on_progress: ProgressFn | None = None, snapshots: bool = True) -> ReplayResult:
+    """Replay `source` from its genesis. See the module docstring for what is checked."""
+    return Replayer(source.genesis, jobs, on_progress, snapshots).run(source)

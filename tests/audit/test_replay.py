@@ -1,0 +1,170 @@
+"""cli.audit.replay: a stored chain replays clean; every kind of tampering is named by its height."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli.audit.replay import replay
+from cli.audit.sources import StoreBlockSource
+from consensus.block_store import BLOCK, CERTIFICATE, h8
+from ledger.crypto import sha256
+from tests.audit.chain import VALIDATORS, ChainBuilder, ListSource, audit_genesis, economy_chain, tampered
+from tests.ledger.helpers import key, signed_tx, transfer_tx
+
+
+@pytest.fixture(scope="module")
+def chain() -> ChainBuilder:
+    return economy_chain()
+
+
+def test_an_honest_chain_replays_clean_and_matches_the_node(chain: ChainBuilder) -> None:
+    result = replay(chain.source(), jobs=1)
+    assert result.ok, result.divergence
+    assert result.divergence is None
+    head = chain.ledger.head
+    assert (result.blocks, result.final_height) == (head.height, head.height)
+    assert result.final_state_root == chain.ledger.state_root.hex()
+    totals = chain.ledger.totals()
+    assert result.supply["demurrage_collected"] == totals.demurrage_collected > 0
+    assert result.supply["ubi_paid"] == totals.ubi_paid > 0
+    assert result.txs == sum(len(s.txs) for s in chain.sources)
+    assert result.evidence_checked == 1
+    assert [s.validators for s in result.slashes] == [[key(VALIDATORS[3]).address.hex()]]
+    assert result.slashes[0].amount == totals.slashed > 0
+    # one snapshot per period that had blocks, ending at the head
+    assert [p.period for p in result.periods] == sorted({p.period for p in result.periods})
+    assert result.periods[-1].height == head.height
+    assert sum(p.demurrage_collected for p in result.periods) == totals.demurrage_collected
+    assert sum(p.ubi_paid for p in result.periods) == totals.ubi_paid
+
+
+def test_the_outcome_is_the_same_with_one_or_two_processes(chain: ChainBuilder) -> None:
+    one = replay(chain.source(), jobs=1)
+    two = replay(chain.source(), jobs=2)
+    assert one.to_json(timing=False) == two.to_json(timing=False)
+
+
+def test_a_forged_signature_is_named_the_same_way_with_one_or_two_processes() -> None:
+    b = ChainBuilder(audit_genesis())
+    b.add_block([transfer_tx(1, 2, 10, 0)])
+    raw = transfer_tx(1, 2, 10, 1)
+    forged = raw[:-1] + bytes([raw[-1] ^ 1])
+    source = ListSource(b.genesis, [*b.sources, b.forged_block([forged])])
+    outcomes = [replay(source, jobs=j).to_json(timing=False) for j in (1, 2)]
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0]["divergence"]["height"] == 2
+    assert outcomes[0]["divergence"]["check"] == "signature"
+
+
+# tampering with the stored bytes ------------------------------------------------------------------------
+def flip(store, key: bytes, at: int) -> None:  # type: ignore[no-untyped-def]
+    data = bytearray(store.get(key))
+    data[at] ^= 0x01
+    store.write_batch({key: bytes(data)})
+
+
+def fresh_chain() -> ChainBuilder:
+    return economy_chain()
+
+
+@pytest.mark.parametrize("what", ["tx body", "tx signature", "state root field", "header time"])
+def test_a_flipped_byte_in_a_stored_block_is_named_by_its_height(what: str) -> None:
+    b = fresh_chain()
+    height = 5
+    data = b.store.get(BLOCK + h8(height))
+    raw = b.sources[height - 1].txs[0]
+    at = {
+        "tx body": data.find(raw) + 10,
+        "tx signature": data.find(raw) + len(raw) - 1,
+        "state root field": data.find(b.sources[height - 1].header.state_root) + 3,
+        "header time": data.find(b"time_ms") + 9,
+    }[what]
+    flip(b.store, BLOCK + h8(height), at)
+    result = replay(b.source(), jobs=2)
+    assert not result.ok
+    assert result.divergence is not None and result.divergence.height == height, result.divergence
+    assert result.blocks == height - 1
+    assert result.final_height == height - 1
+
+
+def test_a_flipped_byte_in_a_stored_certificate_signature_is_named() -> None:
+    b = fresh_chain()
+    signature = b.sources[3].certificate.signatures[1].signature
+    flip(b.store, CERTIFICATE + h8(4), b.store.get(CERTIFICATE + h8(4)).find(signature) + 7)
+    result = replay(b.source(), jobs=2)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (4, "certificate")
+    assert "bad precommit signature" in result.divergence.detail
+
+
+def test_a_missing_block_is_named() -> None:
+    b = fresh_chain()
+    b.store.write_batch({BLOCK + h8(6): None})
+    result = replay(StoreBlockSource(b.store, b.genesis), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (6, "block unreadable")
+
+
+# blocks that validators certified but that are wrong ------------------------------------------------------
+def test_a_certified_wrong_state_root_is_named() -> None:
+    b = ChainBuilder(audit_genesis())
+    b.add_block([transfer_tx(1, 2, 10, 0)])
+    bad = b.forged_block([transfer_tx(1, 2, 10, 1)], state_root=sha256(b"not the state"))
+    result = replay(ListSource(b.genesis, [*b.sources, bad]), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (2, "state root")
+
+
+def test_a_certified_invalid_transaction_is_named() -> None:
+    b = ChainBuilder(audit_genesis())
+    b.add_block([transfer_tx(1, 2, 10, 0)])
+    overspend = transfer_tx(1, 2, 10**12, 1)
+    result = replay(ListSource(b.genesis, [*b.sources, b.forged_block([overspend])]), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (2, "transition")
+    assert "INSUFFICIENT_FUNDS" in result.divergence.detail
+
+
+def test_a_certificate_short_of_the_quorum_is_named() -> None:
+    b = ChainBuilder(audit_genesis())
+    b.add_block()
+    block = b.forged_block()
+    two = [key(i).address for i in sorted(VALIDATORS, key=lambda i: key(i).address)[:2]]
+    weak = tampered(block, certificate=b.certify(block.header.hash, 2, sorted(two)))
+    result = replay(ListSource(b.genesis, [*b.sources, weak]), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (2, "certificate")
+    assert "below the quorum" in result.divergence.detail
+
+
+def test_a_certificate_by_outsiders_is_named() -> None:
+    b = ChainBuilder(audit_genesis())
+    block = b.forged_block()
+    outsiders = sorted(key(i).address for i in (30, 31, 32, 33))
+    forged = tampered(block, certificate=b.certify(block.header.hash, 1, outsiders))
+    result = replay(ListSource(b.genesis, [forged]), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (1, "certificate")
+    assert "not in the validator set" in result.divergence.detail
+
+
+def test_a_slashed_validator_may_no_longer_sign(chain: ChainBuilder) -> None:
+    """After the slash at height 7 the set has three validators; a header naming the old set is refused."""
+    b = ChainBuilder(audit_genesis())
+    b.add_block()
+    b.add_block([], evidence=(b.equivocation(VALIDATORS[0], 1),))
+    stale = b.sources[0].header.validators_hash
+    block = b.forged_block()
+    header = tampered(block, header=block.header.__class__(**{**block.header.to_wire(), "validators_hash": stale}))
+    fixed = tampered(header, certificate=b.certify(header.header.hash, 3, [key(i).address for i in VALIDATORS]))
+    result = replay(ListSource(b.genesis, [*b.sources, fixed]), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (3, "validator set")
+
+
+def test_a_block_out_of_order_is_named() -> None:
+    b = ChainBuilder(audit_genesis())
+    b.add_block()
+    b.add_block([signed_tx("transfer", 1, 0, to=key(2).address, amount=5)])
+    result = replay(ListSource(b.genesis, [b.sources[1], b.sources[0]]), jobs=1)
+    assert result.divergence is not None and result.divergence.height == 1
