@@ -20,7 +20,7 @@ from cli.keys import PASSWORD_FILE, unlock
 from cli.keystore import Keystore, KeystoreError, write_private_file
 from cli.output import emit, format_coins, format_time_ms, spinner, table
 from cli.settings import Settings, hearth_command
-from consensus.rpc_methods import COMMIT_TIMEOUT_MS_MAX, to_json_ready
+from consensus.rpc_methods import to_json_ready
 from ledger import Rejected, decode_tx
 from ledger.authorization import compute_council_address
 from ledger.crypto import Keypair, verify_signature

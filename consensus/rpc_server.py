@@ -309,6 +309,7 @@ class WebSocketConnection:
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self._ids = itertools.count(1)
         self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[bool] | None = None
         self._closed = False
 
     async def run(self) -> None:
@@ -352,7 +353,7 @@ class WebSocketConnection:
         except asyncio.QueueFull:
             log.info("closing websocket of %s: it does not read its messages", self.client)
             self._closed = True
-            asyncio.create_task(self.ws.close(code=1008, message=b"too slow"))
+            self._closing = asyncio.create_task(self.ws.close(code=1008, message=b"too slow"))
 
     async def _write_loop(self) -> None:
         while True:

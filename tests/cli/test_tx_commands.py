@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from cli.errors import ExitCode
-from tests.cli.conftest import Hearth, seed_file
+from tests.cli.conftest import Hearth
 from tests.ledger.helpers import key
 
 OFFLINE = {"HEARTH_RPC": "http://127.0.0.1:9"}  # nothing listens there

@@ -75,8 +75,6 @@ def test_rejection_is_one_line_with_its_code(hearth: Hearth, bob: str) -> None:
     assert result.exit_code == ExitCode.REFUSED
     assert result.stderr.startswith("error: rejected: INSUFFICIENT_FUNDS (1013): ")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
-    machine = hearth("wallet", "send", "--from", "bob", "--to", "alice", "--amount", "1000", "--json")
-    assert machine.exit_code == ExitCode.USER_ERROR  # alice is not a key here
     error = json.loads(hearth("wallet", "send", "--from", "bob", "--to", key(1).address.hex(), "--amount", "1000", "--json").stderr)["error"]
     assert error["exit_code"] == ExitCode.REFUSED and error["data"]["code"] == "INSUFFICIENT_FUNDS"
 

@@ -304,3 +304,28 @@ def test_close_with_open_websockets_is_prompt() -> None:
     served.thread.join(10)
     served.loop.close()
     assert len(served.node.feed) == 0
+
+
+def test_a_websocket_that_does_not_read_is_closed_not_waited_for() -> None:
+    from consensus.rpc_server import RpcServer, WebSocketConnection
+    from tests.rpc.fake_node import FakeNode
+
+    class StubSocket:
+        closed_with: int | None = None
+
+        async def close(self, code: int = 1000, message: bytes = b"") -> bool:
+            self.closed_with = code
+            return True
+
+    async def scenario() -> tuple[StubSocket, WebSocketConnection]:
+        server = RpcServer(FakeNode(rpc_genesis()), RpcConfig(port=0, ws_send_queue_max=2))
+        ws = StubSocket()
+        conn = WebSocketConnection(server, ws, "client")  # type: ignore[arg-type]
+        for i in range(3):  # no writer runs: the third message finds the queue full
+            conn.send(f"message {i}")
+        await conn._closing  # type: ignore[misc]
+        conn.send("after")
+        return ws, conn
+
+    ws, conn = asyncio.run(scenario())
+    assert ws.closed_with == 1008 and conn.outbox.qsize() == 2
