@@ -174,3 +174,75 @@ def unit_add(nonce: int, unit: str, capacity: int, node: str = "north") -> bytes
 
 def tampered(source: SourceBlock, **changes: Any) -> SourceBlock:
     return replace(source, **changes)
+
+
+# the RPC, as a node answers it (consensus/node.py get_block, consensus/rpc_methods.py) ----------------
+def header_json(block: Block) -> dict[str, Any]:
+    h = block.header
+    return {
+        **{k: (v.hex() if isinstance(v, bytes) else v) for k, v in h.to_wire().items()},
+        "hash": h.hash.hex(),
+        "num_txs": len(block.txs),
+    }
+
+
+def certificate_json(certificate: CommitCertificate) -> dict[str, Any]:
+    return {
+        "height": certificate.height,
+        "round": certificate.round,
+        "block_hash": certificate.block_hash.hex(),
+        "signatures": [{"validator": s.validator.hex(), "signature": s.signature.hex()} for s in certificate.signatures],
+    }
+
+
+class FakeRpc:
+    """`call(method, **params)` answering from a ChainBuilder's store like a node's RPC would."""
+
+    def __init__(self, builder: ChainBuilder) -> None:
+        self.builder = builder
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.tamper: dict[str, Any] = {}
+
+    def call(self, method: str, **params: Any) -> Any:
+        self.calls.append((method, params))
+        answer = getattr(self, "rpc_" + method)(**{k: v for k, v in params.items() if v is not None})
+        hook = self.tamper.get(method)
+        return hook(answer) if hook else answer
+
+    def rpc_status(self) -> dict[str, Any]:
+        b = self.builder
+        return {"chain_id": b.genesis.chain_id, "genesis_hash": b.genesis.hash.hex(), "height": b.ledger.head.height,
+                "state_root": b.ledger.state_root.hex()}
+
+    def rpc_block(self, height: int) -> dict[str, Any] | None:
+        store = self.builder.block_store
+        data, cert = store.block_bytes(height), store.certificate(height)
+        if data is None or cert is None:
+            return None
+        block = Block.from_bytes(data)
+        return {
+            "header": header_json(block),
+            "txs": [t.hex() for t in block.txs],
+            "evidence": [{"validator": e.validator.hex(), "height": e.height, "round": e.vote_a.round, "kind": "prevote"} for e in block.evidence],
+            "commit": certificate_json(cert),
+        }
+
+    def rpc_validators(self, height: int) -> dict[str, Any] | None:
+        infos = self.builder.block_store.validators_at(height)
+        return None if infos is None else {"height": height, "validators": [v.to_json() for v in infos if v.power > 0]}
+
+    def rpc_proof(self, address: str, height: int | None = None) -> dict[str, Any]:
+        from consensus.rpc_methods import to_json_ready
+        from ledger.records import account_key
+
+        ledger = self.builder.ledger
+        key_ = account_key(bytes.fromhex(address))
+        value, proof = ledger.prove(key_)
+        return {
+            "height": ledger.head.height,
+            "state_root": ledger.state_root.hex(),
+            "address": address,
+            "key": key_.hex(),
+            "value": None if value is None else value.hex(),
+            "proof": to_json_ready(proof.to_wire()),
+        }
