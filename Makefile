@@ -20,5 +20,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks -s -p no:cacheprovider
 
+devnet: $(STAMP)
+	$(BIN)/hearth devnet up --dir .devnet
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -12,6 +12,7 @@ from cli.node_commands import node
 from cli.quota import quota
 from cli.tx_commands import tx
 from cli.wallet import wallet
+from devnet.commands import devnet
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,7 @@ main.add_command(housing)
 main.add_command(tx)
 main.add_command(chain)
 main.add_command(node)  # cli/node_commands.py
+main.add_command(devnet)  # devnet/commands.py
 
 if __name__ == "__main__":
     main()
