@@ -10,6 +10,12 @@ After each commit, `update` drops the committed transactions and re-checks the r
 head (signatures are cached, so this is nonce and balance arithmetic), dropping those that no
 longer apply. The proposer takes `reap(max_txs, max_bytes)`: the oldest first.
 
+Gossip does not keep one sender's transactions in nonce order (nonce 1 may reach a node through
+one peer before nonce 0 through another), so a peer's transaction whose nonce is ahead of the
+sender's is parked (bounded, oldest evicted) and admitted as soon as the nonce before it is.
+A client's own submission with a future nonce is refused instead: the client should know.
+`drain_added` hands the node every admitted transaction once, to gossip.
+
 Signature checks are the expensive part; `prevalidate` does decode and signature verification with
 no state, so the node can run it off the event loop on batches, and `add` then finds the hashes in
 the cache.
@@ -30,6 +36,8 @@ from ledger.tx import verify_tx_signatures
 __all__ = ["AddResult", "Mempool", "MempoolFull", "prevalidate"]
 
 REJECTED_MEMORY = 10_000
+PARKED_MAX = 10_000
+"""Future-nonce transactions from peers held for their predecessor."""
 """Hashes of recently refused transactions remembered, so gossip repeats cost a lookup."""
 
 
@@ -66,6 +74,11 @@ class _Entry:
     size: int
 
 
+def _next_nonce(state: State, sender: bytes) -> int:
+    account = state.get_account(sender)
+    return 0 if account is None else account.nonce
+
+
 def prevalidate(raws: Iterable[bytes], chain_id: str) -> list[Tx | Rejected]:
     """Decode and verify signatures, without state. Safe to run in a worker thread: it touches no
     shared object. The caller adds the hashes of the returned `Tx`s to the SignatureCache."""
@@ -92,7 +105,11 @@ class Mempool:
         self._bytes = 0
         self._overlay: State = ledger.view()
         self._rejected: OrderedDict[bytes, Rejected] = OrderedDict()
-        self.stats = {"added": 0, "duplicate": 0, "rejected": 0, "full": 0, "committed": 0, "evicted_on_recheck": 0}
+        self._parked: OrderedDict[tuple[bytes, int], Tx] = OrderedDict()
+        self._added: list[bytes] = []
+        self.stats = {
+            "added": 0, "duplicate": 0, "rejected": 0, "full": 0, "committed": 0, "evicted_on_recheck": 0, "parked": 0,
+        }
 
     # reads --------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -133,10 +150,46 @@ class Mempool:
         tx = decode_tx(raw)
         return self.add_decoded(tx)
 
-    def add_decoded(self, tx: Tx) -> tuple[AddResult, bytes]:
+    def drain_added(self) -> list[bytes]:
+        """Every transaction admitted since the last call, in admission order (to gossip)."""
+        added, self._added = self._added, []
+        return added
+
+    def add_decoded(self, tx: Tx, park: bool = False) -> tuple[AddResult, bytes]:
+        """Admit a decoded transaction; with `park`, hold a future-nonce one for its predecessor."""
+        try:
+            result = self._admit(tx)
+        except Rejected as exc:
+            if park and exc.code is Code.NONCE_FUTURE:
+                self._park(tx)
+            raise
+        if result is AddResult.ADDED:
+            self._unpark_after(tx.sender, tx.nonce)
+        return result, tx.hash
+
+    def _park(self, tx: Tx) -> None:
+        self._parked[(tx.sender, tx.nonce)] = tx
+        self.stats["parked"] += 1
+        while len(self._parked) > PARKED_MAX:
+            self._parked.popitem(last=False)
+
+    def _unpark_after(self, sender: bytes, nonce: int) -> None:
+        """Admit the parked successors of (sender, nonce), in nonce order, while they apply."""
+        while self._parked:
+            nonce += 1
+            tx = self._parked.pop((sender, nonce), None)
+            if tx is None:
+                return
+            try:
+                if self._admit(tx) is not AddResult.ADDED:
+                    return
+            except (Rejected, MempoolFull):
+                return
+
+    def _admit(self, tx: Tx) -> AddResult:
         if tx.hash in self._pending:
             self.stats["duplicate"] += 1
-            return AddResult.DUPLICATE, tx.hash
+            return AddResult.DUPLICATE
         known = self._rejected.get(tx.hash)
         if known is not None:
             self.stats["rejected"] += 1
@@ -157,11 +210,13 @@ class Mempool:
         overlay.merge_into_parent()
         self._pending[tx.hash] = _Entry(tx, size)
         self._bytes += size
+        self._added.append(tx.raw)
         self.stats["added"] += 1
-        return AddResult.ADDED, tx.hash
+        return AddResult.ADDED
 
-    def add_prevalidated(self, results: Iterable[Tx | Rejected]) -> list[tuple[AddResult, bytes] | Exception]:
-        """Admit the output of `prevalidate`: signatures already checked, so they enter the cache."""
+    def add_prevalidated(self, results: Iterable[Tx | Rejected], park: bool = True) -> list[tuple[AddResult, bytes] | Exception]:
+        """Admit the output of `prevalidate` (a peer's batch): signatures already checked, so they
+        enter the cache; future nonces are parked unless `park` is False."""
         out: list[tuple[AddResult, bytes] | Exception] = []
         for item in results:
             if isinstance(item, Rejected):
@@ -170,7 +225,7 @@ class Mempool:
                 continue
             self._verified.add(item.hash)
             try:
-                out.append(self.add_decoded(item))
+                out.append(self.add_decoded(item, park=park))
             except (Rejected, MempoolFull) as exc:
                 out.append(exc)
         return out
@@ -197,6 +252,26 @@ class Mempool:
             survivors[tx_hash] = entry
             self._bytes += entry.size
         self._pending = survivors
+        self._retry_parked()
+
+    def _retry_parked(self) -> None:
+        """Admit parked transactions whose predecessor the new head (or the pool) now holds."""
+        ready = []
+        for key in list(self._parked):
+            expected = _next_nonce(self._overlay, key[0])
+            if key[1] < expected:
+                del self._parked[key]  # its nonce was used meanwhile
+            elif key[1] == expected:
+                ready.append(key)
+        for key in ready:
+            tx = self._parked.pop(key, None)
+            if tx is None:
+                continue
+            try:
+                if self._admit(tx) is AddResult.ADDED:
+                    self._unpark_after(tx.sender, tx.nonce)
+            except (Rejected, MempoolFull):
+                continue
 
     def _remember_rejected(self, tx_hash: bytes, exc: Rejected) -> None:
         self.stats["rejected"] += 1

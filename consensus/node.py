@@ -140,7 +140,6 @@ class Node:
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: dict[bytes, list[asyncio.Future[TxResult]]] = {}
-        self._tx_outbox: list[bytes] = []
         self._tx_batches: asyncio.Queue[list[bytes]] | None = None
         self._verifier = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-verify")
         self._applying_sync = False
@@ -425,7 +424,6 @@ class Node:
             _, tx_hash = self.mempool.add(raw)
         except MempoolFull as exc:
             raise RpcMempoolFull(exc.message) from None
-        self._tx_outbox.append(raw)
         return tx_hash
 
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
@@ -450,17 +448,14 @@ class Node:
             if not batch:
                 continue
             checked = await loop.run_in_executor(self._verifier, prevalidate, batch, self.chain_id)
-            results = self.mempool.add_prevalidated(checked)
-            for raw, result in zip(batch, results):
-                if isinstance(result, tuple):
-                    self._tx_outbox.append(raw)
+            self.mempool.add_prevalidated(checked)
 
     async def _tx_gossip_loop(self) -> None:
         while True:
             await asyncio.sleep(TX_GOSSIP_INTERVAL_S)
-            if not self._tx_outbox:
+            outbox = self.mempool.drain_added()
+            if not outbox:
                 continue
-            outbox, self._tx_outbox = self._tx_outbox, []
             frame: list[bytes] = []
             size = 0
             for raw in outbox:

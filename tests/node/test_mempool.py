@@ -125,3 +125,32 @@ def test_prevalidate_then_add_verifies_each_signature_once(monkeypatch: pytest.M
     results = pool.add_prevalidated(checked)
     assert [r[0] for r in results[:3]] == [AddResult.ADDED] * 3  # type: ignore[index]
     assert isinstance(results[3], Rejected)
+
+
+def test_peer_transactions_with_future_nonces_wait_for_their_predecessor() -> None:
+    pool, _ = make_pool()
+    n0, n1, n2 = (transfer_tx(1, 2, 1, n) for n in range(3))
+    later = pool.add_prevalidated(prevalidate([n2, n1], CHAIN_ID))
+    assert all(isinstance(r, Rejected) for r in later) and len(pool) == 0
+    pool.add_prevalidated(prevalidate([n0], CHAIN_ID))
+    assert pool.reap(10, 1 << 20) == [n0, n1, n2]
+    assert pool.drain_added() == [n0, n1, n2] and pool.drain_added() == []
+
+
+def test_client_future_nonce_is_refused_not_parked() -> None:
+    pool, _ = make_pool()
+    with pytest.raises(Rejected):
+        pool.add(transfer_tx(1, 2, 1, 1))
+    pool.add(transfer_tx(1, 2, 1, 0))
+    assert len(pool) == 1
+
+
+def test_parked_transaction_is_admitted_after_a_commit() -> None:
+    pool, cache = make_pool()
+    ledger = pool._ledger
+    n0, n1 = transfer_tx(1, 2, 1, 0), transfer_tx(1, 2, 1, 1)
+    pool.add_prevalidated(prevalidate([n1], CHAIN_ID))
+    executed = ledger.execute(BlockInput(1, PERIOD_MS, (n0,)), cache)  # n0 came in another's block
+    ledger.commit(executed)
+    pool.update([executed.txs[0].hash])
+    assert pool.reap(10, 1 << 20) == [n1]
