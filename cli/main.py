@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.audit.commands import audit
 from cli.chain import chain, status
 from cli.housing import housing
 from cli.keys import keys
@@ -32,6 +33,7 @@ main.add_command(tx)
 main.add_command(chain)
 main.add_command(node)  # cli/node_commands.py
 main.add_command(devnet)  # devnet/commands.py
+main.add_command(audit)  # cli/audit/commands.py
 
 if __name__ == "__main__":
     main()
