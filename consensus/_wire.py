@@ -50,7 +50,9 @@ def expect_list(obj: Any, what: str, max_items: int) -> list[Any]:
     return obj
 
 
-def expect_tuple_of(items: Any, member: type, what: str, min_items: int, max_items: int) -> tuple[Any, ...]:
+def expect_tuple_of(
+    items: Any, member: type, what: str, min_items: int, max_items: int
+) -> tuple[Any, ...]:
     """A tuple of `min_items` to `max_items` instances of `member` (constructors take tuples, so a
     frozen value cannot be changed through a list it was built from)."""
     if not isinstance(items, tuple):

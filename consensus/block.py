@@ -145,7 +145,9 @@ class Block(WireMessage):
         for tx in self.txs:
             if not 1 <= len(tx) <= MAX_TX_BYTES:
                 raise MessageInvalid(f"block.txs: each transaction is 1 to {MAX_TX_BYTES} bytes")
-        expect_tuple_of(self.evidence, DuplicateVoteEvidence, "block.evidence", 0, MAX_EVIDENCE_PER_BLOCK)
+        expect_tuple_of(
+            self.evidence, DuplicateVoteEvidence, "block.evidence", 0, MAX_EVIDENCE_PER_BLOCK
+        )
         for ev in self.evidence:
             if ev.height >= self.header.height:
                 raise MessageInvalid("block.evidence: evidence must be from an earlier height")

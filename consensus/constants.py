@@ -14,6 +14,7 @@ __all__ = [
     "MAX_ROUNDS_AHEAD",
     "MAX_BUFFERED_NEXT_HEIGHT",
     "MAX_BLOCKS_PER_HEIGHT",
+    "MAX_CONFLICTING_VOTES_PER_HEIGHT",
     "VOTE_SIGN_DOMAIN",
     "PROPOSAL_SIGN_DOMAIN",
     "VALIDATOR_SET_HASH_DOMAIN",
@@ -41,6 +42,10 @@ MAX_BUFFERED_NEXT_HEIGHT = 4096
 
 MAX_BLOCKS_PER_HEIGHT = 64
 """Blocks held per height that no proposal or vote names yet; named blocks are always kept."""
+
+MAX_CONFLICTING_VOTES_PER_HEIGHT = 1024
+"""Votes counted per height beyond a validator's first in a (round, kind): only equivocators send
+them, each is evidence against its signer, and past this bound they are reported but not counted."""
 
 VOTE_SIGN_DOMAIN = b"hearth/vote/v1\x00"
 PROPOSAL_SIGN_DOMAIN = b"hearth/proposal/v1\x00"

@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from typing import Union
 
 from consensus.app import Application
-from consensus.constants import MAX_BLOCKS_PER_HEIGHT, MAX_BUFFERED_NEXT_HEIGHT, MAX_ROUNDS_AHEAD
+from consensus.constants import (
+    MAX_BLOCKS_PER_HEIGHT,
+    MAX_BUFFERED_NEXT_HEIGHT,
+    MAX_CONFLICTING_VOTES_PER_HEIGHT,
+    MAX_ROUNDS_AHEAD,
+)
 from consensus.errors import ConsensusInvariantViolation, check_invariant
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.proposer import proposer
@@ -196,19 +201,37 @@ Action = Union[Broadcast, BroadcastBlock, ScheduleTimeout, Commit, EvidenceFound
 
 
 class _VoteTally:
-    """Votes of one kind in one round: the first vote of each validator, and power per value."""
+    """Votes of one kind in one round, counted as the paper counts messages: each validator once
+    towards "any value" (the power that has voted), and once towards each value it voted for.
+
+    A correct validator votes once, so only an equivocator counts towards two values. That is
+    safe: two values each backed by more than 2/3 of the power share more than 1/3, so a correct
+    validator would have voted for both. It is needed for liveness: a correct validator that
+    first heard an equivocator's other vote must still see the polka its peers saw.
+    """
 
     __slots__ = ("votes", "power_for", "power")
 
     def __init__(self) -> None:
-        self.votes: dict[bytes, Vote] = {}
+        self.votes: dict[bytes, dict[bytes | None, Vote]] = {}  # validator -> value -> vote
         self.power_for: dict[bytes | None, int] = {}
         self.power = 0
 
-    def add(self, vote: Vote, power: int) -> None:
-        self.votes[vote.validator] = vote
+    def add(self, vote: Vote, power: int) -> bool:
+        """Count `vote`; False if this validator's vote for this value was counted already (a
+        restarted validator re-signs the vote it had sent, and may have heard it back)."""
+        by_value = self.votes.get(vote.validator)
+        if by_value is None:
+            by_value = self.votes[vote.validator] = {}
+            self.power += power
+        elif vote.block_hash in by_value:
+            return False
+        by_value[vote.block_hash] = vote
         self.power_for[vote.block_hash] = self.power_for.get(vote.block_hash, 0) + power
-        self.power += power
+        return True
+
+    def votes_for(self, block_hash: bytes | None) -> list[Vote]:
+        return [by_value[block_hash] for by_value in self.votes.values() if block_hash in by_value]
 
 
 class _HeightState:
@@ -231,6 +254,31 @@ class _HeightState:
         self.precommit_timeout_armed: set[int] = set()
         self.polka_seen: set[int] = set()
         self.equivocations_reported: set[tuple[bytes, int, VoteKind]] = set()
+        self.conflicting_votes = 0
+        self.max_round = MAX_ROUNDS_AHEAD  # messages of later rounds are dropped
+
+    def note_sender(self, round: int, validator: bytes) -> None:
+        """Record a message of `round` from `validator`, for the round-skip rule (line 55)."""
+        senders = self.senders.setdefault(round, set())
+        if validator in senders:
+            return
+        senders.add(validator)
+        power = self.sender_power.get(round, 0) + self.validators.power_of(validator)
+        self.sender_power[round] = power
+        if power >= self.validators.round_skip_power:
+            self.skip_rounds.add(round)
+
+    def count_vote(self, vote: Vote) -> None:
+        tally = self.tally(vote.round, vote.kind)
+        if not tally.add(vote, self.validators.power_of(vote.validator)):
+            return
+        if (
+            vote.kind is VoteKind.PRECOMMIT
+            and vote.block_hash is not None
+            and tally.power_for[vote.block_hash] >= self.quorum
+        ):
+            self.commit_candidates.add((vote.round, vote.block_hash))
+        self.note_sender(vote.round, vote.validator)
 
     def tally(self, round: int, kind: VoteKind) -> _VoteTally:
         key = (round, kind)
@@ -274,6 +322,7 @@ class Engine:
         self._app = app
         self._signer = signer
         self._hs: _HeightState | None = None
+        self._previous: _HeightState | None = None  # the height before, kept to catch equivocation
         self._lock: Lock = NO_LOCK
         self._valid_round = -1
         self._valid_hash: bytes | None = None
@@ -328,18 +377,26 @@ class Engine:
             if len(self._next_height) < MAX_BUFFERED_NEXT_HEIGHT:
                 self._next_height.append(event)
             return
-        if self._hs is None or self.decided or height != self.height:
+        hs = self._hs if height == self.height else None
+        if hs is not None and not self.decided:
+            if isinstance(event, ProposalReceived):
+                self._on_proposal(event.proposal)
+            elif isinstance(event, VoteReceived):
+                self._on_vote(hs, event.vote)
+            else:
+                self._on_block(event.block)
             return
-        if isinstance(event, ProposalReceived):
-            self._on_proposal(event.proposal)
-        elif isinstance(event, VoteReceived):
-            self._on_vote(event.vote)
-        else:
-            self._on_block(event.block)
+        # A decided height, just decided or the one before: votes still reveal equivocation, and
+        # no rule reads these tallies any more.
+        if hs is None and self._previous is not None and height == self._previous.height:
+            hs = self._previous
+        if hs is not None and isinstance(event, VoteReceived):
+            self._on_vote(hs, event.vote)
 
     def _on_start(self, height: int) -> None:
         if height < 1 or (self._hs is not None and height <= self.height):
             return
+        self._previous = self._hs if self._hs is not None and self._hs.height == height - 1 else None
         self._hs = _HeightState(height, self._app.validator_set(height))
         self.height = height
         self.decided = False
@@ -355,30 +412,30 @@ class Engine:
 
     def _on_proposal(self, proposal: Proposal) -> None:
         hs = self._state()
-        if proposal.round > self.round + MAX_ROUNDS_AHEAD or proposal.round in hs.proposals:
+        if proposal.round > hs.max_round or proposal.round in hs.proposals:
             return  # too far ahead, a duplicate, or a second proposal (the first one stands)
         author = proposer(hs.validators, hs.height, proposal.round)
         if not proposal.is_signed_by(author, self._config.chain_id):
             return
         hs.proposals[proposal.round] = proposal
-        self._note_sender(proposal.round, author)
+        hs.note_sender(proposal.round, author)
 
-    def _on_vote(self, vote: Vote) -> None:
-        hs = self._state()
-        if vote.round > self.round + MAX_ROUNDS_AHEAD:
+    def _on_vote(self, hs: _HeightState, vote: Vote) -> None:
+        if vote.round > hs.max_round:
             return
-        power = hs.validators.power_of(vote.validator)
-        if power == 0:
+        if vote.validator not in hs.validators:
             return
         earlier = hs.tally(vote.round, vote.kind).votes.get(vote.validator)
-        if earlier is not None and earlier.block_hash == vote.block_hash:
+        if earlier is not None and vote.block_hash in earlier:
             return  # duplicate (signatures are deterministic; another one is a forgery or noise)
         if not vote.is_signature_valid(self._config.chain_id):
             return
         if earlier is not None:
-            self._report_equivocation(earlier, vote)
-            return
-        self._count_vote(vote, power)
+            self._report_equivocation(hs, next(iter(earlier.values())), vote)
+            if hs.conflicting_votes >= MAX_CONFLICTING_VOTES_PER_HEIGHT:
+                return
+            hs.conflicting_votes += 1
+        hs.count_vote(vote)
 
     def _on_block(self, block: bytes) -> None:
         hs = self._state()
@@ -405,32 +462,7 @@ class Engine:
 
     # --- Bookkeeping
 
-    def _note_sender(self, round: int, validator: bytes) -> None:
-        """Record a message of `round` from `validator`, for the round-skip rule (line 55)."""
-        hs = self._state()
-        senders = hs.senders.setdefault(round, set())
-        if validator in senders:
-            return
-        senders.add(validator)
-        power = hs.sender_power.get(round, 0) + hs.validators.power_of(validator)
-        hs.sender_power[round] = power
-        if power >= hs.validators.round_skip_power:
-            hs.skip_rounds.add(round)
-
-    def _count_vote(self, vote: Vote, power: int) -> None:
-        hs = self._state()
-        tally = hs.tally(vote.round, vote.kind)
-        tally.add(vote, power)
-        if (
-            vote.kind is VoteKind.PRECOMMIT
-            and vote.block_hash is not None
-            and tally.power_for[vote.block_hash] >= hs.quorum
-        ):
-            hs.commit_candidates.add((vote.round, vote.block_hash))
-        self._note_sender(vote.round, vote.validator)
-
-    def _report_equivocation(self, earlier: Vote, later: Vote) -> None:
-        hs = self._state()
+    def _report_equivocation(self, hs: _HeightState, earlier: Vote, later: Vote) -> None:
         key = (later.validator, later.round, later.kind)
         if key in hs.equivocations_reported:
             return
@@ -471,14 +503,14 @@ class Engine:
             return  # the guard refused: this step was signed before a restart
         vote = Vote(kind, self.height, self.round, block_hash, signer.address, signature)
         self._actions.append(Broadcast(vote))
-        hs = self._state()
-        self._count_vote(vote, hs.validators.power_of(signer.address))
+        self._state().count_vote(vote)
 
     def _start_round(self, round: int) -> None:
         """StartRound, line 11."""
         hs = self._state()
         self.round = round
         self.step = Step.PROPOSE
+        hs.max_round = round + MAX_ROUNDS_AHEAD
         signer = self._active_signer()
         if signer is not None and proposer(hs.validators, hs.height, round) == signer.address:
             self._propose(signer)
@@ -504,7 +536,7 @@ class Engine:
         self._actions.append(Broadcast(proposal))
         hs.blocks[block_hash] = block
         hs.proposals[self.round] = proposal
-        self._note_sender(self.round, signer.address)
+        hs.note_sender(self.round, signer.address)
 
     # --- The upon rules
 
@@ -533,9 +565,7 @@ class Engine:
 
     def _decide(self, round: int, block_hash: bytes) -> None:
         hs = self._state()
-        precommits = [
-            v for v in hs.tally(round, VoteKind.PRECOMMIT).votes.values() if v.block_hash == block_hash
-        ]
+        precommits = hs.tally(round, VoteKind.PRECOMMIT).votes_for(block_hash)
         certificate = CommitCertificate.from_precommits(precommits)
         signed_power = sum(hs.validators.power_of(v.validator) for v in precommits)
         check_invariant(signed_power >= hs.quorum, "a commit certificate holds a quorum")

@@ -12,7 +12,8 @@ class MessageInvalid(ValueError):
 
 
 class CertificateInvalid(MessageInvalid):
-    """A commit certificate that does not prove a decision of the validator set it was checked against."""
+    """A commit certificate that does not prove a decision of the validator set it was checked
+    against."""
 
 
 class EvidenceInvalid(MessageInvalid):

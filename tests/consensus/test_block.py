@@ -101,7 +101,9 @@ def test_merkle_root_follows_rfc6962() -> None:
 
 @settings(max_examples=50)
 @given(st.lists(st.binary(min_size=1, max_size=8), max_size=9), st.data())
-def test_merkle_root_changes_when_any_leaf_or_the_order_changes(leaves: list[bytes], data: st.DataObject) -> None:
+def test_merkle_root_changes_when_any_leaf_changes_or_one_is_added(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
     root = merkle_root(leaves)
     if leaves:
         i = data.draw(st.integers(0, len(leaves) - 1))

@@ -337,10 +337,10 @@ def test_votes_with_bad_signatures_or_from_outsiders_are_ignored() -> None:
     assert [v.kind for v in votes(d.votes_from(PREVOTE, H, 0, b, c))] == [PRECOMMIT]
 
 
-def test_equivocation_yields_evidence_and_the_second_vote_is_not_counted() -> None:
+def test_equivocation_yields_evidence_once() -> None:
     d = started(non_proposer_index(H, 0))
     _, b = d.propose(H, 0)
-    a, c, _ = d.others(3)
+    a = d.others(1)[0]
     d.votes_from(PREVOTE, H, 0, b, a)
     actions = d.votes_from(PREVOTE, H, 0, None, a)
     [found] = evidence(actions)
@@ -348,7 +348,20 @@ def test_equivocation_yields_evidence_and_the_second_vote_is_not_counted() -> No
     found.evidence.verify(VSET, CHAIN)
     assert found.evidence.validator == KEYS[a].public_key
     assert evidence(d.votes_from(PREVOTE, H, 0, b"\x09" * 32, a)) == []  # reported once
-    assert [v.kind for v in votes(d.votes_from(PREVOTE, H, 0, b, c))] == [PRECOMMIT]
+
+
+def test_an_equivocator_counts_once_towards_any_and_once_towards_each_value() -> None:
+    """As the paper counts messages: its votes for nil and for B both count, but its power
+    counts once towards "more than 2/3 for anything" (line 34)."""
+    d = started(non_proposer_index(H, 0))
+    _, b = d.propose(H, 0)  # we prevote B
+    a, c, _ = d.others(3)
+    actions = d.votes_from(PREVOTE, H, 0, None, a) + d.votes_from(PREVOTE, H, 0, b"\x09" * 32, a)
+    assert timeouts(actions) == []  # we and a: 2 of 4 have voted, however many votes a sent
+    actions = d.votes_from(PREVOTE, H, 0, b, a)  # a's third vote, for B
+    assert votes(actions) == []  # B has we and a: 2 of 4
+    actions = d.votes_from(PREVOTE, H, 0, b, c)
+    assert [(v.kind, v.block_hash) for v in votes(actions)] == [(PRECOMMIT, b)]
 
 
 def test_a_late_commit_of_an_earlier_round_is_decided() -> None:
@@ -438,15 +451,16 @@ def test_a_restarted_validator_never_signs_a_conflicting_vote_and_keeps_its_lock
     assert signed[(H, 0, PREVOTE)] == {b0} and signed[(H, 0, PRECOMMIT)] == {b0}
 
 
-def test_a_restarted_validator_resends_the_identical_vote() -> None:
+def test_a_restarted_validator_resends_the_identical_vote_and_counts_it_once() -> None:
     me = non_proposer_index(H, 0)
     d = started(me)
     actions, b = d.propose(H, 0)
     [before] = votes(actions)
     restarted = Driver(me, guard=d.guard, app=d.app)
-    restarted.feed(Start(H))
+    restarted.feed(Start(H), VoteReceived(before))  # it hears its own pre-crash vote back
     actions, _ = restarted.propose(H, 0)
     assert votes(actions) == [before]
+    assert votes(restarted.votes_from(PREVOTE, H, 0, b, d.others(1)[0])) == []  # 2 of 4, not 3
 
 
 def test_start_of_an_old_height_is_ignored() -> None:
@@ -465,3 +479,20 @@ def test_same_events_give_the_same_actions() -> None:
 
     first = run()
     assert first == run() and any(isinstance(a, Commit) for a in first)
+
+
+def test_equivocation_in_the_height_just_decided_is_still_reported() -> None:
+    """Gossip delivers late votes; an equivocation seen after the decision is evidence too."""
+    author2 = proposer_key(H + 1, 0)
+    d = started(next(i for i, k in enumerate(KEYS) if k not in (proposer_key(H, 0), author2)))
+    a, b, c = d.others(3)
+    _, b1 = d.propose(H, 0)
+    d.votes_from(PREVOTE, H, 0, b1, a, b)
+    [commit] = commits(d.votes_from(PRECOMMIT, H, 0, b1, a, b))
+    assert evidence(d.votes_from(PREVOTE, H, 0, None, a)) != []  # decided, not yet started H + 1
+    d.app.commit(H, commit.block_hash)
+    d.feed(Start(H + 1))
+    d.votes_from(PREVOTE, H, 0, b1, c)
+    [found] = evidence(d.votes_from(PREVOTE, H, 0, None, c))  # after H + 1 started
+    assert found.evidence.validator == KEYS[c].public_key and found.evidence.height == H
+    assert d.feed(Start(H + 2)) and evidence(d.votes_from(PREVOTE, H, 0, None, b)) == []  # 2 back

@@ -21,7 +21,9 @@ def vote(block_hash: bytes | None, key: int = 0, kind: VoteKind = VoteKind.PREVO
 
 
 @pytest.mark.parametrize("first, second", [(A, B), (B, A), (None, A), (B, None)])
-def test_two_conflicting_votes_make_one_canonical_evidence(first: bytes | None, second: bytes | None) -> None:
+def test_two_conflicting_votes_make_one_canonical_evidence(
+    first: bytes | None, second: bytes | None
+) -> None:
     ev = DuplicateVoteEvidence.from_votes(vote(first), vote(second))
     ev.verify(VSET, CHAIN)
     assert ev == DuplicateVoteEvidence.from_votes(vote(second), vote(first))

@@ -51,7 +51,9 @@ power_lists = st.lists(st.integers(1, 40), min_size=1, max_size=7)
 
 @settings(max_examples=60, deadline=None)
 @given(powers=power_lists, rounds=st.lists(st.integers(0, 4), min_size=1, max_size=25))
-def test_matches_cometbft_priorities_carried_across_heights(powers: list[int], rounds: list[int]) -> None:
+def test_matches_cometbft_priorities_carried_across_heights(
+    powers: list[int], rounds: list[int]
+) -> None:
     """CometBFT: the genesis set is incremented once; each height's round r is that height's set
     incremented r more times (on a copy); the next height's set is incremented once."""
     vset = validator_set_of(KEYS[: len(powers)], powers)

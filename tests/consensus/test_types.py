@@ -204,7 +204,9 @@ def test_validator_set_hash_covers_members_and_powers() -> None:
     assert base.hash != validator_set_of(KEYS[:3], [1, 2, 3]).hash
 
 
-def _certificate(signers: list[int], block_hash: bytes = b"\x33" * 32, chain: str = CHAIN) -> CommitCertificate:
+def _certificate(
+    signers: list[int], block_hash: bytes = b"\x33" * 32, chain: str = CHAIN
+) -> CommitCertificate:
     precommits = [sign_vote(KEYS[i], chain, VoteKind.PRECOMMIT, 7, 1, block_hash) for i in signers]
     return CommitCertificate.from_precommits(precommits)
 
@@ -212,7 +214,8 @@ def _certificate(signers: list[int], block_hash: bytes = b"\x33" * 32, chain: st
 def test_certificate_with_a_quorum_verifies() -> None:
     cert = _certificate([3, 0, 2])
     cert.verify(VSET, CHAIN)
-    assert [s.validator for s in cert.signatures] == sorted(k.public_key for k in (KEYS[0], KEYS[2], KEYS[3]))
+    signers = sorted(KEYS[i].public_key for i in (0, 2, 3))
+    assert [s.validator for s in cert.signatures] == signers
     assert CommitCertificate.from_bytes(cert.to_bytes()) == cert
 
 
