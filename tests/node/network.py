@@ -146,3 +146,14 @@ class Network:
             f"{['v%d' % i for i in nodes]} to reach height {at_least}",
             interval_s=0.2,
         )
+
+
+def set_partition(net: Network, i: int, blocked: list[str]) -> Any:
+    """The devnet admin switch on node i's peer port: refuse links with the named peers."""
+    body = json.dumps({"blocked": blocked}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{net.p2p_ports[i]}/admin/partition", data=body, headers={"Content-Type": "application/json"}
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        return json.loads(response.read())

@@ -3,6 +3,7 @@ catches up by block sync to the same chain."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.ledger.helpers import CHAIN_ID, key
 from tests.node.helpers import poll_until
-from tests.node.network import Network
+from tests.node.network import Network, set_partition
 from ledger import make_tx
 
 pytestmark = pytest.mark.timeout(240)
@@ -68,6 +69,35 @@ def test_four_validators_commit_survive_a_crash_and_resync(network: Network) -> 
 
         for i in range(4):
             assert net.stop(i) == 0
+    except BaseException:
+        print(net.logs())
+        raise
+
+
+def test_partition_two_from_two_halts_then_heals(network: Network) -> None:
+    net = network
+    try:
+        for i in range(4):
+            net.start(i)
+        net.wait_heights([0, 1, 2, 3], 2)
+        halves = {0: ["v2", "v3"], 1: ["v2", "v3"], 2: ["v0", "v1"], 3: ["v0", "v1"]}
+        for i, blocked in halves.items():
+            set_partition(net, i, blocked)
+        poll_until(lambda: all(net.rpc(i, "status")["peers"] == 1 for i in range(4)), 20, "links cut")
+        # Neither half holds more than 2/3 of the power: no height beyond the highest one
+        # decided before the cut is committed anywhere.
+        stalled = max(net.height(i) for i in range(4))
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert max(net.height(i) for i in range(4)) == stalled
+            time.sleep(0.2)
+        for i in range(4):
+            set_partition(net, i, [])
+        net.wait_heights([0, 1, 2, 3], stalled + 3, timeout_s=60)
+        common = min(net.height(i) for i in range(4))
+        reference = chain_at(net, 0, range(1, common + 1))
+        for i in (1, 2, 3):
+            assert chain_at(net, i, range(1, common + 1)) == reference
     except BaseException:
         print(net.logs())
         raise
