@@ -56,6 +56,7 @@ __all__ = [
     "BlockReceived",
     "TimeoutFired",
     "Event",
+    "event_height",
     "Broadcast",
     "BroadcastBlock",
     "ScheduleTimeout",
@@ -302,7 +303,8 @@ class _HeightState:
         )
 
 
-def _event_height(event: Event) -> int:
+def event_height(event: Event) -> int:
+    """The height an event belongs to, e.g. for a node routing messages to sync or consensus."""
     if isinstance(event, ProposalReceived):
         return event.proposal.height
     if isinstance(event, VoteReceived):
@@ -372,7 +374,7 @@ class Engine:
         if isinstance(event, TimeoutFired):
             self._on_timeout(event)
             return
-        height = _event_height(event)
+        height = event_height(event)
         if height == self.height + 1:
             if len(self._next_height) < MAX_BUFFERED_NEXT_HEIGHT:
                 self._next_height.append(event)
@@ -404,7 +406,7 @@ class Engine:
             self._signer.restored_lock(height)
         )
         self._valid_round, self._valid_hash = -1, None
-        buffered = [e for e in self._next_height if _event_height(e) == height]
+        buffered = [e for e in self._next_height if event_height(e) == height]
         self._next_height = []
         self._start_round(start_round)
         for event in buffered:
