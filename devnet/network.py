@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from devnet import processes
-from devnet.manifest import Manifest, ManifestError, ValidatorEntry
+from devnet.manifest import Manifest, ManifestError
 from devnet.processes import NodeStatus
 
 __all__ = ["Devnet", "BYZANTINE_FLAG", "READY_TIMEOUT_S"]
@@ -18,7 +18,8 @@ __all__ = ["Devnet", "BYZANTINE_FLAG", "READY_TIMEOUT_S"]
 BYZANTINE_FLAG = "--byzantine-equivocate"
 READY_TIMEOUT_S = 60.0
 """How long `up` waits for the first blocks: process start, peer links, a few rounds."""
-ADMIN_READY_TIMEOUT_S = 15.0
+ANSWER_TIMEOUT_S = 30.0
+"""How long a starting validator may take to open its RPC (imports, opening its store, WAL replay)."""
 
 
 class Devnet:
@@ -35,8 +36,9 @@ class Devnet:
             raise ManifestError("this devnet runs on several machines: start each validator there with `hearth node start --home DIR`")
 
     # processes ----------------------------------------------------------------------------------------
-    def start(self, name: str, byzantine: bool = False) -> int:
-        """Start one validator (if it is not running) and re-apply the partition in force; its pid."""
+    def start(self, name: str, byzantine: bool = False, wait: bool = True) -> int:
+        """Start one validator (if it is not running), wait until its RPC answers (unless `wait` is
+        false), and re-apply the partition in force; its pid."""
         self._require_local()
         entry = self.reload().validator(name)
         if processes.is_running(entry):
@@ -45,17 +47,32 @@ class Devnet:
         pid = processes.start_validator(entry, [BYZANTINE_FLAG] if byzantine else [])
         self.manifest = self.reload().with_pid(name, pid)
         self.manifest.save()
-        blocked = self.manifest.blocked.get(name, ())
-        if blocked:
-            entry = self.manifest.validator(name)
-            processes.poll_until(
-                lambda: _try_partition(entry, blocked), ADMIN_READY_TIMEOUT_S, f"{name}'s partition switch"
-            )
+        if wait:
+            self.wait_answering(name)
         return pid
 
+    def wait_answering(self, name: str, timeout_s: float = ANSWER_TIMEOUT_S) -> None:
+        """Until the validator's RPC answers, then give it its part of the partition in force.
+        Fails at once, naming its log, if the process exits meanwhile."""
+        entry = self.reload().validator(name)
+
+        def answering() -> bool:
+            if not processes.is_running(entry):
+                raise ManifestError(f"{name} exited while starting; see {processes.log_path(entry)}")
+            return processes.height_of(entry) is not None
+
+        processes.poll_until(answering, timeout_s, f"{name}'s RPC to answer (log: {processes.log_path(entry)})")
+        blocked = self.manifest.blocked.get(name, ())
+        if blocked:
+            processes.set_partition(entry, blocked)
+
     def start_all(self) -> None:
-        for name in self.reload().names:
-            self.start(name)
+        """Start every validator not running, all at once, then wait for each to answer."""
+        names = self.reload().names
+        for name in names:
+            self.start(name, wait=False)
+        for name in names:
+            self.wait_answering(name)
 
     def stop(self, name: str) -> None:
         self._require_local()
@@ -121,10 +138,3 @@ class Devnet:
             if processes.is_running(entry):
                 processes.set_partition(entry, plan.get(entry.name, ()))
 
-
-def _try_partition(entry: ValidatorEntry, blocked: tuple[str, ...]) -> bool:
-    try:
-        processes.set_partition(entry, blocked)
-    except ManifestError:
-        return False
-    return True

@@ -27,6 +27,7 @@ from devnet.manifest import Manifest, ManifestError, ValidatorEntry
 __all__ = [
     "DevnetTimeout",
     "NodeStatus",
+    "height_of",
     "is_running",
     "kill_validator",
     "log_path",
