@@ -33,6 +33,7 @@ from consensus.evidence import DuplicateVoteEvidence
 from consensus.mempool import Mempool
 from consensus.types import CommitCertificate, ValidatorSet
 from ledger import BlockInput, ExecutedBlock, LedgerDB, Rejected, SignatureCache, Tx
+from ledger.crypto import sha256
 from ledger.records import Validator
 from ledger.state import STATE_PREFIX, decode_record
 
@@ -104,7 +105,7 @@ class LedgerApp:
         self.config = config
         self.chain_id = ledger.chain_id
         self._validators_cache: tuple[int, tuple[ValidatorInfo, ...]] | None = None
-        self._decoded: OrderedDict[bytes, Block] = OrderedDict()  # by block hash
+        self._decoded: OrderedDict[bytes, Block] = OrderedDict()  # by sha256 of the block bytes
         self._executed: dict[bytes, ExecutedBlock] = {}  # by block hash, for the height being decided
 
     # validator sets -------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ class LedgerApp:
             evidence=evidence,
         )
         data = block.to_bytes()
-        self._remember(block)
+        self._remember(sha256(data), block)
         self._executed[block.hash] = executed
         log.debug("proposing block %d round %d: %d txs, %d evidence", height, round, len(block.txs), len(evidence))
         return data, block.hash
@@ -180,23 +181,23 @@ class LedgerApp:
 
     # decoding -------------------------------------------------------------------------------------
     def decode(self, data: bytes) -> Block | None:
+        """The block these bytes encode, or None. Remembered by the digest of the bytes, so the
+        relay check, the engine and the validation decode a proposal once."""
         if len(data) > self.config.max_block_bytes:
             return None
+        digest = sha256(data)
+        cached = self._decoded.get(digest)
+        if cached is not None:
+            return cached
         try:
             block = Block.from_bytes(data)
         except MessageInvalid:
             return None
-        cached = self._decoded.get(block.hash)
-        if cached is not None:
-            return cached
-        self._remember(block)
+        self._remember(digest, block)
         return block
 
-    def decoded(self, block_hash: bytes) -> Block | None:
-        return self._decoded.get(block_hash)
-
-    def _remember(self, block: Block) -> None:
-        self._decoded[block.hash] = block
+    def _remember(self, digest: bytes, block: Block) -> None:
+        self._decoded[digest] = block
         while len(self._decoded) > MAX_DECODED_BLOCKS:
             self._decoded.popitem(last=False)
 
