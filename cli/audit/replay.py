@@ -133,22 +133,28 @@ VoteItem = tuple[int, int, bytes, bytes, bytes]
 """(height, round, block_hash, validator, signature) of one precommit in a certificate."""
 
 
-def verify_signature_batch(chain_id: str, txs: Sequence[bytes], votes: Sequence[VoteItem]) -> tuple[list[bytes], list[bool]]:
-    """Runs in a worker: hashes of the transactions whose signatures all verify (malformed ones are
-    left for the ledger to reject), and for each precommit whether its signature verifies."""
-    verified: list[bytes] = []
-    for raw in txs:
-        try:
-            tx = decode_tx(raw)
-            verify_tx_signatures(tx, chain_id)
-        except Rejected:
-            continue
-        verified.append(tx.hash)
-    votes_ok = [
-        verify_signature(validator, vote_sign_bytes(chain_id, VoteKind.PRECOMMIT, height, round_, block_hash, validator), signature)
-        for height, round_, block_hash, validator, signature in votes
-    ]
-    return verified, votes_ok
+def verify_signature_batch(
+    chain_id: str, blocks: Sequence[tuple[Sequence[bytes], Sequence[VoteItem]]]
+) -> list[tuple[bytes, list[bytes], list[bool]]]:
+    """Runs in a worker, per block of (transactions, precommits): the Merkle root of its
+    transactions, the hashes of those whose signatures all verify (malformed ones are left for the
+    ledger to reject), and for each precommit whether its signature verifies."""
+    out = []
+    for txs, votes in blocks:
+        verified: list[bytes] = []
+        for raw in txs:
+            try:
+                tx = decode_tx(raw)
+                verify_tx_signatures(tx, chain_id)
+            except Rejected:
+                continue
+            verified.append(tx.hash)
+        votes_ok = [
+            verify_signature(validator, vote_sign_bytes(chain_id, VoteKind.PRECOMMIT, height, round_, block_hash, validator), signature)
+            for height, round_, block_hash, validator, signature in votes
+        ]
+        out.append((merkle_root(txs), verified, votes_ok))
+    return out
 
 
 def _vote_items(certificate: CommitCertificate) -> list[VoteItem]:
@@ -161,7 +167,7 @@ class _Batch:
     blocks: list[SourceBlock]
     unreadable: BlockUnreadable | None
     """Raised by the source right after these blocks."""
-    verified: Future[tuple[list[bytes], list[bool]]] | None = None
+    verified: Future[list[tuple[bytes, list[bytes], list[bool]]]] | None = None
 
 
 class _InlineExecutor(Executor):
@@ -245,27 +251,25 @@ class Replayer:
                 if batch is None:
                     exhausted = True
                     break
-                txs = [raw for b in batch.blocks for raw in b.txs]
-                votes = [v for b in batch.blocks for v in _vote_items(b.certificate)]
-                batch.verified = executor.submit(verify_signature_batch, self.chain_id, txs, votes)
+                work = [(b.txs, _vote_items(b.certificate)) for b in batch.blocks]
+                batch.verified = executor.submit(verify_signature_batch, self.chain_id, work)
                 in_flight.append(batch)
             if not in_flight:
                 return
             batch = in_flight.pop(0)
             assert batch.verified is not None
-            tx_hashes, votes_ok = batch.verified.result()
-            cache = SignatureCache(capacity=len(tx_hashes) + 1)
-            for h in tx_hashes:
-                cache.add(h)
-            offset = 0
-            for block in batch.blocks:
-                n = len(block.certificate.signatures)
-                self._replay_block(block, cache, votes_ok[offset : offset + n], result)
-                offset += n
+            checked = batch.verified.result()
+            cache = SignatureCache(capacity=sum(len(hashes) for _, hashes, _ in checked) + 1)
+            for block, (txs_root, tx_hashes, votes_ok) in zip(batch.blocks, checked, strict=True):
+                for h in tx_hashes:
+                    cache.add(h)
+                self._replay_block(block, cache, txs_root, votes_ok, result)
             if batch.unreadable is not None:
                 raise _Diverged(batch.unreadable.height, "block unreadable", batch.unreadable.reason)
 
-    def _replay_block(self, block: SourceBlock, verified: SignatureCache, votes_ok: Sequence[bool], result: ReplayResult) -> None:
+    def _replay_block(
+        self, block: SourceBlock, verified: SignatureCache, txs_root: bytes, votes_ok: Sequence[bool], result: ReplayResult
+    ) -> None:
         ledger = self.ledger
         head = ledger.head
         height = head.height + 1
@@ -279,7 +283,7 @@ class Replayer:
             raise _Diverged(height, "header", "prev_block_hash is not the hash of the previous block")
         if header.time_ms <= head.time_ms:
             raise _Diverged(height, "header", f"time {header.time_ms} is not after the previous block's {head.time_ms}")
-        if merkle_root(block.txs) != header.txs_hash:
+        if txs_root != header.txs_hash:
             raise _Diverged(height, "header", "txs_hash does not match the transactions")
         if block.evidence is not None:
             if evidence_root(block.evidence) != header.evidence_hash:
