@@ -5,6 +5,9 @@ Four validators of power 1 (quorum 3, round skip 2). The test plays the other th
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from consensus.engine import (
     BlockReceived,
     Broadcast,
@@ -496,3 +499,42 @@ def test_equivocation_in_the_height_just_decided_is_still_reported() -> None:
     [found] = evidence(d.votes_from(PREVOTE, H, 0, None, c))  # after H + 1 started
     assert found.evidence.validator == KEYS[c].public_key and found.evidence.height == H
     assert d.feed(Start(H + 2)) and evidence(d.votes_from(PREVOTE, H, 0, None, b)) == []  # 2 back
+
+
+# --- Any order of signed messages and timeouts -----------------------------------------------
+
+_ME = non_proposer_index(H, 0)
+_APP = Driver(None).app
+_BLOCKS = [_APP.make_block(H, r, proposer_key(H, r).public_key) for r in range(3)]
+_VALUES: list[bytes | None] = [None] + [b for _, b in _BLOCKS]
+_POOL: list[object] = [BlockReceived(H, block) for block, _ in _BLOCKS]
+_POOL += [
+    ProposalReceived(sign_proposal(proposer_key(H, r), CHAIN, H, r, _BLOCKS[v][1], pol))
+    for r in range(3) for v in range(3) for pol in range(-1, r)
+]
+_POOL += [
+    VoteReceived(sign_vote(KEYS[i], CHAIN, kind, H, r, value))
+    for i in range(4) if i != _ME for kind in (PREVOTE, PRECOMMIT) for r in range(3) for value in _VALUES
+]
+_POOL += [TimeoutFired(H, r, step) for r in range(3) for step in Step]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, len(_POOL) - 1), max_size=60))
+def test_any_sequence_of_events_keeps_the_engine_consistent(picks: list[int]) -> None:
+    """Whatever arrives in whatever order (including equivocations): the engine never raises,
+    signs at most one vote per (round, kind), locks only on what it precommitted, and commits
+    at most once, with a certificate that verifies for a block it holds."""
+    d = started(_ME)
+    for i in picks:
+        d.feed(_POOL[i])  # type: ignore[arg-type]
+    mine: dict[tuple[int, VoteKind], bytes | None] = {}
+    for v in votes(d.log):
+        assert mine.setdefault((v.round, v.kind), v.block_hash) == v.block_hash
+    if d.engine.lock.round >= 0:
+        assert mine[(d.engine.lock.round, PRECOMMIT)] == d.engine.lock.block_hash
+    found = commits(d.log)
+    assert len(found) <= 1
+    for commit in found:
+        commit.certificate.verify(VSET, CHAIN)
+        assert commit.block_hash in {b for _, b in _BLOCKS}
