@@ -228,3 +228,22 @@ def test_prove_rejects_a_forged_certificate(rpc: FakeRpc, genesis_file: Path) ->
 def test_prove_refuses_a_non_address(rpc: FakeRpc) -> None:
     result = run("prove", "nope", "--rpc", "http://node")
     assert result.exit_code == 1
+
+
+def test_replay_of_a_running_nodes_home_says_to_stop_it(home: Path) -> None:
+    store = LevelDBStore(str(home / "data" / "ledger"))  # as a running node holds it
+    try:
+        result = run("replay", "--home", str(home))
+    finally:
+        store.close()
+    assert result.exit_code == 1
+    assert "stop the node" in result.stderr
+
+
+def test_the_progress_line_shows_blocks_per_second(capsys: pytest.CaptureFixture[str]) -> None:
+    progress = commands.Progress(enabled=True)
+    progress(5, 10, 50)
+    progress(10, 10, 100)
+    progress.done()
+    err = capsys.readouterr().err
+    assert "replaying 10/10 (100.0%)" in err and "blocks/s" in err and "tx/s" in err
