@@ -26,6 +26,7 @@ the ledger checks it again and rejects the block at its height: the outcome is t
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +55,10 @@ that the ledger never waits long for the first batch."""
 BATCH_BLOCKS_MAX = 64
 BATCHES_AHEAD = 2
 """Batches in flight per worker: the pool keeps verifying while the ledger executes."""
+_POOL_CONTEXT = multiprocessing.get_context("fork")
+"""Fork: workers start at once with everything imported, and a caller's script needs no
+`if __name__ == "__main__"` guard. The pool is started before the source runs any thread (the RPC
+source prefetches in threads), since a fork of a threaded process may inherit a lock a thread held."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,7 @@ class Replayer:
             genesis_hash=self.genesis.hash.hex(),
             source_height=source.head_height(),
         )
-        executor: Executor = _InlineExecutor() if self.jobs == 1 else ProcessPoolExecutor(max_workers=self.jobs)
+        executor = _start_pool(self.jobs)
         try:
             self._run(source, executor, result)
             result.ok = True
@@ -418,6 +423,16 @@ def _check_certificate(height: int, certificate: CommitCertificate, header_hash:
     if power < vset.quorum_power:
         raise _Diverged(height, "certificate", f"signers hold power {power}, below the quorum {vset.quorum_power}")
     return len(certificate.signatures)
+
+
+def _start_pool(jobs: int) -> Executor:
+    if jobs == 1:
+        return _InlineExecutor()
+    pool = ProcessPoolExecutor(jobs, mp_context=_POOL_CONTEXT)
+    # one task per worker, submitted together, makes the pool fork all its workers now
+    for future in [pool.submit(os.getpid) for _ in range(jobs)]:
+        future.result()
+    return pool
 
 
 def _batches(source: BlockSource) -> Iterator[_Batch]:
