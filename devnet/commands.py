@@ -96,9 +96,15 @@ def up(directory: Path, validators: int, period_seconds: int, hosts: str, no_sta
             if detach:
                 return
             click.echo("running; Ctrl-C stops every validator", err=True)
+            running = set(net.running())
             while not interrupted.is_set:
                 time.sleep(0.5)
-                net.running()  # reaps validators that exited, so none lingers as a zombie
+                now = set(net.running())  # also reaps validators that exited, so none lingers as a zombie
+                for name in sorted(running - now):
+                    click.echo(f"{name} is not running (log: {log_path(net.manifest.validator(name))})", err=True)
+                for name in sorted(now - running):
+                    click.echo(f"{name} is running again", err=True)
+                running = now
     except BaseException:
         interrupted.set()
         raise
@@ -136,7 +142,7 @@ class _InterruptFlag:
         return exc[0] is _Interrupted
 
 
-class _Interrupted(Exception):
+class _Interrupted(BaseException):
     """Raised from the signal handler to leave whatever `up` was waiting on."""
 
 

@@ -79,7 +79,8 @@ def test_supply_is_conserved_at_every_height_while_demurrage_and_ubi_move(make_d
             check_conservation(supply)
         heights = sorted(by_height)
         coverage = len(heights) / (heights[-1] - heights[0] + 1)
-        assert coverage >= 0.8, f"{name}: sampled only {coverage:.0%} of heights {heights[0]}..{heights[-1]}"
+        print(f"{name}: sampled {coverage:.0%} of heights {heights[0]}..{heights[-1]}")
+        assert coverage >= 0.9, f"{name}: sampled only {coverage:.0%} of heights {heights[0]}..{heights[-1]}"
     # Deterministic: every node reports the same totals at a height.
     reference = samples[entries[0].name]
     for name, by_height in samples.items():
@@ -112,6 +113,14 @@ def test_devnet_up_runs_until_interrupted_and_stops_every_validator(tmp_path: Pa
         assert all(is_running(e) for e in entries)
         doc = json.loads((directory / "devnet.json").read_text())
         assert "UNENCRYPTED" in doc["warning"]
+
+        # Another terminal kills and restarts a validator: up reports both, and still stops it at the end.
+        net.kill("v2")
+        poll_until(lambda: "v2 is not running" in out_path.read_text(), 10, "up to report v2 down")
+        net.start("v2")
+        poll_until(lambda: "v2 is running again" in out_path.read_text(), 10, "up to report v2 up")
+        entries = net.reload().validators
+
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
         output = out_path.read_text()
