@@ -7,15 +7,16 @@
   `ExecutedBlock`, so the commit that follows writes it without executing again.
 - `commit` writes the state, the block, its certificate and the indexes in one atomic batch.
 - `apply_synced` is block sync's path: check the certificate against the validator set of the
-  height, execute, commit. It skips only the clock-drift check (an old block is old).
+  height, execute, commit.
 
 Validator set (specs/consensus.md): the set of height h is the ledger's validator records after
 block h-1 is applied, power = stake // 10**6. A slash in block h therefore takes effect at h+1.
 
 Block time (specs/consensus.md, "Block time"): the proposer stamps max(its clock, previous block
-time + 1 ms). A block is valid only if its time is strictly after the previous block's; a validator
-also refuses, before voting, a proposal stamped more than `max_clock_drift_ms` ahead of its own
-clock. Block sync does not apply the drift check.
+time + 1 ms). A block is valid only if its time is strictly after the previous block's. The drift
+rule (no prevote for a proposal too far ahead of the local clock) reads the clock, so it is not part
+of `validate_block` (APP-1): `ahead_of_clock_ms` tells the node, which holds such a block back from
+the engine until the clock catches up.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class LedgerApp:
         if decoded.hash in self._executed:
             return True
         try:
-            self._executed[decoded.hash] = self._check_and_execute(decoded, check_drift=True)
+            self._executed[decoded.hash] = self._check_and_execute(decoded)
         except BlockRefused as exc:
             log.info("refusing block %d %s: %s", height, decoded.hash.hex()[:12], exc)
             return False
@@ -221,7 +222,11 @@ class LedgerApp:
             return str(exc)
         return None
 
-    def _check_and_execute(self, block: Block, check_drift: bool) -> ExecutedBlock:
+    def ahead_of_clock_ms(self, block: Block) -> int:
+        """How far the block's time is beyond the local clock plus the allowed drift (<= 0: fine)."""
+        return block.header.time_ms - (self.clock.now_ms() + self.config.max_clock_drift_ms)
+
+    def _check_and_execute(self, block: Block) -> ExecutedBlock:
         header = block.header
         head = self.ledger.head
         if header.chain_id != self.chain_id:
@@ -232,10 +237,6 @@ class LedgerApp:
             raise BlockRefused("previous block hash is not the head's")
         if header.time_ms <= head.time_ms:
             raise BlockRefused(f"time {header.time_ms} is not after the previous block's {head.time_ms}")
-        if check_drift:
-            now = self.clock.now_ms()
-            if header.time_ms > now + self.config.max_clock_drift_ms:
-                raise BlockRefused(f"time {header.time_ms} is {header.time_ms - now} ms ahead of this node's clock")
         validators = self.validator_set(header.height)
         if header.validators_hash != validators.hash:
             raise BlockRefused("validators_hash is not the hash of this height's validator set")
@@ -266,7 +267,7 @@ class LedgerApp:
         assert block is not None
         executed = self._executed.get(block_hash)
         if executed is None:
-            executed = self._check_and_execute(block, check_drift=False)
+            executed = self._check_and_execute(block)
         return self._commit(block, block_bytes, certificate, executed)
 
     def apply_synced(self, block_bytes: bytes, certificate_bytes: bytes) -> CommittedBlock:
@@ -285,7 +286,7 @@ class LedgerApp:
             certificate.verify(self.validator_set(height), self.chain_id)
         except MessageInvalid as exc:
             raise BlockRefused(str(exc)) from None
-        executed = self._executed.get(block.hash) or self._check_and_execute(block, check_drift=False)
+        executed = self._executed.get(block.hash) or self._check_and_execute(block)
         return self._commit(block, block_bytes, certificate, executed)
 
     def _commit(self, block: Block, data: bytes, certificate: CommitCertificate, executed: ExecutedBlock) -> CommittedBlock:

@@ -33,6 +33,7 @@ import concurrent.futures
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,9 @@ TX_BATCH_QUEUE_MAX = 256
 """Batches of peer transactions waiting for signature checks; past it a batch is dropped (counted)."""
 MAX_SEEN = 100_000
 MAX_TX_WAITERS = 100_000
+MAX_HELD_BLOCKS = 16
+"""Blocks held back by the drift rule at once; past it a far-future block goes to the engine
+(whose validity check does not read the clock) and is prevoted on like any other."""
 
 
 class Node:
@@ -136,6 +140,7 @@ class Node:
         self.stats: dict[str, int] = {"invalid_messages": 0, "tx_batches_dropped": 0, "sync_refused": 0}
 
         self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._held: set[bytes] = set()  # hashes of blocks held back by the drift rule
         self._own: list[tuple[int, int, str, Any]] = []  # (height, round, kind, payload) signed here
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -265,15 +270,25 @@ class Node:
         elif isinstance(action, EvidenceFound):
             self._add_evidence(action.evidence, source=None)
 
-    def _schedule(self, delay_s: float, event: Event) -> None:
+    def _schedule(self, delay_s: float, event: "Event | _HeldBlock") -> None:
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
             self._timers.discard(handle)
-            self._feed(event)
+            if isinstance(event, _HeldBlock):
+                self._release_held(event)
+            else:
+                self._feed(event)
 
         handle = loop.call_later(delay_s, fire)
         self._timers.add(handle)
+
+    def _release_held(self, held: "_HeldBlock") -> None:
+        """A block held back for the drift rule: its time is now within the drift; feed it."""
+        self._held.discard(held.payload["hash"])
+        if held.height > self._ledger.head.height and held.height <= self._ledger.head.height + 2:
+            self.wal.append(held.height, "block", held.payload)
+            self._feed(BlockReceived(held.height, held.payload["block"]))
 
     def _send_own(self, height: int, round: int, kind: str, payload: Any) -> None:
         self.wal.append(height, kind, payload)
@@ -375,10 +390,20 @@ class Node:
                 raise MessageInvalid("block frame: hash and block must be bytes")
             if b"b" + claimed in self._seen:
                 return
-            actual = self.app.block_hash(block)
-            if actual is None or actual != claimed:
+            decoded = self.app.decode(block)
+            if decoded is None or decoded.hash != claimed or decoded.header.height != height:
                 raise MessageInvalid("block frame: not a block, or not the block it names")
             event = BlockReceived(height, block)
+            ahead_ms = self.app.ahead_of_clock_ms(decoded)
+            if ahead_ms > 0 and not from_wal and len(self._held) < MAX_HELD_BLOCKS:
+                # Block time rule: too far ahead of our clock to prevote for now. Hold it back
+                # from the engine (it stays valid: APP-1) until the clock catches up; relay it.
+                self._mark_seen(b"b" + claimed)
+                self.p2p.broadcast(kind, payload, exclude=peer)
+                log.info("holding block %d %s: %d ms beyond the allowed clock drift", height, claimed.hex()[:12], ahead_ms)
+                self._held.add(claimed)
+                self._schedule(ahead_ms / 1000, _HeldBlock(height, payload))
+                return
         else:
             raise MessageInvalid(f"unexpected frame kind {kind}")
         head = self._ledger.head.height
@@ -620,6 +645,14 @@ class Node:
 
 
 # helpers ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _HeldBlock:
+    """A proposal's block held back until its time is within the clock drift (Block time rule)."""
+
+    height: int
+    payload: dict[str, Any]
+
+
 def _int_field(payload: Any, name: str) -> int:
     value = payload.get(name) if isinstance(payload, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
