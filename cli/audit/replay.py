@@ -202,6 +202,7 @@ class Replayer:
         self._validators: dict[bytes, Validator] = {k[1:]: r for k, r in records.items() if k[:1] == Validator.PREFIX}
         self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
         self._sets: dict[bytes, ValidatorSet] = {}
+        self._current: ValidatorSet | None = None  # the set of head + 1, until a validator record changes
         self._set_hash_at: list[bytes] = [b""]  # index = height
         self._evidence_seen: set[bytes] = set()
         self._prev_hash = GENESIS_PREV_HASH
@@ -212,12 +213,14 @@ class Replayer:
     # validator sets -------------------------------------------------------------------------------------
     def _current_set(self, height: int) -> ValidatorSet:
         """The set of `height` (= head + 1): the replayed validator records after height - 1."""
+        if self._current is not None:
+            return self._current
         infos = [ValidatorInfo(a, v.name, v.stake) for a, v in sorted(self._validators.items())]
         if not any(i.power > 0 for i in infos):
             raise _Diverged(height, "validator set", "no validator with voting power is left")
         vset = validator_set_of(infos)
-        self._sets.setdefault(vset.hash, vset)
-        return self._sets[vset.hash]
+        self._current = self._sets.setdefault(vset.hash, vset)
+        return self._current
 
     def _set_at(self, height: int) -> ValidatorSet | None:
         if 1 <= height < len(self._set_hash_at):
@@ -368,6 +371,7 @@ class Replayer:
                 old = get(key)
                 self._balance_sum += (0 if record is None else record.balance) - (0 if old is None else old.balance)
             elif kind == Validator.PREFIX:
+                self._current = None
                 if record is None:
                     self._validators.pop(key[1:], None)
                 else:
