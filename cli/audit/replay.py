@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cli.audit.economy import KeyIndex, PeriodSnapshot, take_snapshot
-from cli.audit.sources import BlockSource, BlockUnreadable, SourceBlock
+from cli.audit.sources import BlockSource, BlockUnreadable, NodeStateSource, SourceBlock
 from consensus.block import GENESIS_PREV_HASH, evidence_root, merkle_root
 from consensus.block_store import ValidatorInfo, evidence_id, validator_set_of
 from consensus.errors import MessageInvalid
@@ -45,6 +45,7 @@ from ledger.crypto import verify_signature
 from ledger.monetary import compute_period
 from ledger.queries import get_supply
 from ledger.records import Account, Validator
+from ledger.state import STATE_PREFIX
 from ledger.tx import verify_tx_signatures
 
 __all__ = ["Divergence", "ReplayResult", "Replayer", "replay", "verify_signature_batch"]
@@ -202,6 +203,7 @@ class Replayer:
         self._validators: dict[bytes, Validator] = {k[1:]: r for k, r in records.items() if k[:1] == Validator.PREFIX}
         self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
         self._sets: dict[bytes, ValidatorSet] = {}
+        self._node_state: NodeStateSource | None = None
         self._current: ValidatorSet | None = None  # the set of head + 1, until a validator record changes
         self._set_hash_at: list[bytes] = [b""]  # index = height
         self._evidence_seen: set[bytes] = set()
@@ -249,6 +251,12 @@ class Replayer:
         return result
 
     def _run(self, source: BlockSource, executor: Executor, result: ReplayResult) -> None:
+        self._node_state = source if isinstance(source, NodeStateSource) else None
+        self._blocks_from(source, executor, result)
+        if self._node_state is not None and self.ledger.head.height == result.source_height:
+            self._compare_node_state(self._node_state)
+
+    def _blocks_from(self, source: BlockSource, executor: Executor, result: ReplayResult) -> None:
         in_flight: list[_Batch] = []
         batches = _batches(source)
         ahead = BATCHES_AHEAD * self.jobs
@@ -323,6 +331,10 @@ class Replayer:
             raise _Diverged(
                 height, "state root", f"re-executed root {executed.state_root.hex()} differs from the header's {header.state_root.hex()}"
             )
+        if self._node_state is not None:
+            stored = self._node_state.stored_root(height)
+            if stored is not None and stored != header.state_root:
+                raise _Diverged(height, "node state", f"the node recorded state root {stored.hex()} after this height, the certified header has {header.state_root.hex()}")
         slashed_before = ledger.totals().slashed
         offenders = [a for a in block.slashes if a in self._validators]
         self._track(executed.state.changes)
@@ -340,6 +352,22 @@ class Replayer:
         self._period_txs += len(executed.txs)
         if self.on_progress is not None:
             self.on_progress(height, result.source_height, result.txs)
+
+    def _compare_node_state(self, node: NodeStateSource) -> None:
+        """The node's stored state, entry by entry, against the replayed state at the same head."""
+        height = self.ledger.head.height
+        mine = ((k[len(STATE_PREFIX):], v) for k, v in self.ledger.store.iterate(STATE_PREFIX))
+        theirs = node.stored_state()
+        a, b = next(mine, None), next(theirs, None)
+        while a is not None or b is not None:
+            if a is not None and b is not None and a[0] == b[0]:
+                if a[1] != b[1]:
+                    raise _Diverged(height, "node state", f"the node's state entry {a[0].hex()} differs from the replayed one")
+                a, b = next(mine, None), next(theirs, None)
+            elif b is None or (a is not None and a[0] < b[0]):
+                raise _Diverged(height, "node state", f"the node's state lacks the entry {a[0].hex()}")  # type: ignore[index]
+            else:
+                raise _Diverged(height, "node state", f"the node's state has an entry the replay does not: {b[0].hex()}")
 
     def _check_evidence(self, height: int, block: SourceBlock, result: ReplayResult) -> None:
         if block.evidence is None:

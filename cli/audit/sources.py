@@ -13,6 +13,10 @@ The BlockSource interface (`BlockSource` below):
     describe() -> str           one line naming the source, for the summary
     close() -> None
 
+A source over a node's own store also offers `stored_root(height)` and `stored_state()`, the roots
+and the state the node itself recorded (`NodeStateSource`): the replay compares them with its own,
+so tampering with the node's state is caught too.
+
 A `SourceBlock` is one committed block as the source has it: its height, its header, its raw
 transactions, the addresses its evidence slashes (in order of first appearance, each once), the
 evidence itself when the source carries it whole (None when it carries a summary only, as the RPC
@@ -25,7 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from consensus.block import Block, Header
 from consensus.block_store import BlockStore
@@ -33,13 +37,14 @@ from consensus.errors import MessageInvalid
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.types import CommitCertificate, CommitSignature
 from ledger import Genesis, Rejected
-from ledger.ledger_db import META_GENESIS
+from ledger.ledger_db import META_GENESIS, root_key
 from ledger.state import STATE_PREFIX, decode_record
 from ledger.store import Store
 
 __all__ = [
     "BlockSource",
     "BlockUnreadable",
+    "NodeStateSource",
     "SourceBlock",
     "SourceError",
     "StoreBlockSource",
@@ -85,6 +90,13 @@ class BlockSource(Protocol):
     def describe(self) -> str: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class NodeStateSource(Protocol):
+    def stored_root(self, height: int) -> bytes | None: ...
+
+    def stored_state(self) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 def slashes_of(validators: Any) -> tuple[bytes, ...]:
@@ -137,6 +149,16 @@ class StoreBlockSource:
         return SourceBlock(
             height, block.header, block.txs, slashes_of(e.validator for e in block.evidence), block.evidence, certificate
         )
+
+    # the node's own state, which a replay compares with its own once it reaches the node's head
+    def stored_root(self, height: int) -> bytes | None:
+        """The state root the node recorded after `height`."""
+        return self.store.get(root_key(height))
+
+    def stored_state(self) -> Iterator[tuple[bytes, bytes]]:
+        """The node's state entries (key without the store prefix, value bytes), in key order."""
+        for key, value in self.store.iterate(STATE_PREFIX):
+            yield key[len(STATE_PREFIX):], value
 
     def describe(self) -> str:
         return self._name

@@ -195,3 +195,37 @@ def test_the_replays_own_sums_catch_a_ledger_that_mints(monkeypatch: pytest.Monk
     assert result.divergence is not None
     assert (result.divergence.height, result.divergence.check) == (2, "conservation")
     assert "account balances add up to" in result.divergence.detail
+
+
+# tampering with the node's own state ---------------------------------------------------------------------
+def test_a_flipped_byte_in_the_nodes_stored_state_is_named() -> None:
+    from ledger.state import STATE_PREFIX
+
+    b = fresh_chain()
+    entry = STATE_PREFIX + b"a" + key(2).address
+    flip(b.store, entry, 2)
+    result = replay(b.source(), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (b.ledger.head.height, "node state")
+    assert (b"a" + key(2).address).hex() in result.divergence.detail
+    assert result.blocks == b.ledger.head.height  # every block verified; the node's state did not
+
+
+def test_an_entry_added_to_the_nodes_state_is_named() -> None:
+    from ledger.state import STATE_PREFIX
+
+    b = fresh_chain()
+    b.store.write_batch({STATE_PREFIX + b"a" + bytes(32): b.store.get(STATE_PREFIX + b"a" + key(2).address)})
+    result = replay(b.source(), jobs=1)
+    assert result.divergence is not None and result.divergence.check == "node state"
+    assert "an entry the replay does not" in result.divergence.detail
+
+
+def test_a_flipped_byte_in_the_nodes_recorded_root_is_named_by_its_height() -> None:
+    from ledger.ledger_db import root_key
+
+    b = fresh_chain()
+    flip(b.store, root_key(5), 0)
+    result = replay(b.source(), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (5, "node state")
