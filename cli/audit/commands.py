@@ -114,6 +114,8 @@ def summary_lines(result: ReplayResult) -> list[str]:
         f"slashed {format_coins(s['slashed'])} in {len(result.slashes)} block(s)",
         f"  {result.blocks_per_s:.1f} blocks/s, {result.txs_per_s:.1f} tx/s in {result.elapsed_s:.2f} s",
     ]
+    if result.node_state_entries:
+        lines.append(f"  the node's own state: {result.node_state_entries} entries equal to the replayed state, every recorded root the certified one")
     if result.evidence_summarised_only:
         lines.append(f"  note: {result.evidence_summarised_only} block(s) carried an evidence summary only (RPC): slashes checked through the state root, equivocation signatures not")
     return lines

@@ -106,6 +106,8 @@ class ReplayResult:
     evidence_checked: int = 0
     evidence_summarised_only: int = 0
     """Blocks whose source carried an evidence summary, not the evidence (RPC)."""
+    node_state_entries: int = 0
+    """Entries of the node's own stored state found equal to the replayed state (--home)."""
     final_height: int = 0
     final_state_root: str = ""
     final_time_ms: int = 0
@@ -254,7 +256,7 @@ class Replayer:
         self._node_state = source if isinstance(source, NodeStateSource) else None
         self._blocks_from(source, executor, result)
         if self._node_state is not None and self.ledger.head.height == result.source_height:
-            self._compare_node_state(self._node_state)
+            result.node_state_entries = self._compare_node_state(self._node_state)
 
     def _blocks_from(self, source: BlockSource, executor: Executor, result: ReplayResult) -> None:
         in_flight: list[_Batch] = []
@@ -353,21 +355,24 @@ class Replayer:
         if self.on_progress is not None:
             self.on_progress(height, result.source_height, result.txs)
 
-    def _compare_node_state(self, node: NodeStateSource) -> None:
+    def _compare_node_state(self, node: NodeStateSource) -> int:
         """The node's stored state, entry by entry, against the replayed state at the same head."""
         height = self.ledger.head.height
         mine = ((k[len(STATE_PREFIX):], v) for k, v in self.ledger.store.iterate(STATE_PREFIX))
         theirs = node.stored_state()
         a, b = next(mine, None), next(theirs, None)
+        equal = 0
         while a is not None or b is not None:
             if a is not None and b is not None and a[0] == b[0]:
                 if a[1] != b[1]:
                     raise _Diverged(height, "node state", f"the node's state entry {a[0].hex()} differs from the replayed one")
+                equal += 1
                 a, b = next(mine, None), next(theirs, None)
             elif b is None or (a is not None and a[0] < b[0]):
                 raise _Diverged(height, "node state", f"the node's state lacks the entry {a[0].hex()}")  # type: ignore[index]
             else:
                 raise _Diverged(height, "node state", f"the node's state has an entry the replay does not: {b[0].hex()}")
+        return equal
 
     def _check_evidence(self, height: int, block: SourceBlock, result: ReplayResult) -> None:
         if block.evidence is None:

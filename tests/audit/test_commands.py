@@ -65,6 +65,7 @@ def test_replay_of_a_node_home_verifies(home: Path) -> None:
     assert result.stdout.startswith("VERIFIED: chain hearth-test")
     assert "final height 11" in result.stdout
     assert "demurrage collected" in result.stdout and "UBI paid" in result.stdout
+    assert "the node's own state:" in result.stdout
 
 
 def test_replay_json_of_a_node_home(home: Path) -> None:
