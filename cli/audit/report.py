@@ -41,6 +41,12 @@ def series_tables(result: ReplayResult) -> dict[str, Table]:
     p = result.periods
     tables = [
         Table(
+            "activity",
+            "Blocks and transactions per period",
+            ("period", "last_height", "last_block_time_ms", "blocks", "txs"),
+            [(s.period, s.height, s.time_ms, s.blocks, s.txs) for s in p],
+        ),
+        Table(
             "supply",
             "Supply composition at the end of each period (base units)",
             ("period", "height", "circulating", "commons_pool", "ubi_reserve", "bonded", "total_supply"),
@@ -187,6 +193,8 @@ def _charts(tables: dict[str, Table]) -> dict[str, list[str]]:
     charts: dict[str, list[str]] = {}
     s = tables["supply"]
     xs = [int(x) for x in s.column("period")]
+    a = tables["activity"]
+    charts["activity"] = [svg_chart("Transactions per period", xs, [("txs", _nums(a.column("txs"))), ("blocks", _nums(a.column("blocks")))], "bars")]
     charts["supply"] = [
         svg_chart("Supply composition", xs, [(c, _nums(s.column(c))) for c in ("circulating", "commons_pool", "ubi_reserve", "bonded")], "stacked")
     ]

@@ -158,6 +158,8 @@ def test_the_reports_numbers_are_the_replays(rpc: FakeRpc, chain: ChainBuilder, 
     replayed: ReplayResult = replay(chain.source(), jobs=1)
     periods = replayed.periods
     assert len(periods) >= 4
+    assert [[int(c) for c in row] for row in cells(text, "activity")] == [[p.period, p.height, p.time_ms, p.blocks, p.txs] for p in periods]
+    assert sum(p.txs for p in periods) == replayed.txs and sum(p.blocks for p in periods) == replayed.blocks
     supply = cells(text, "supply")
     assert [[int(c) for c in row] for row in supply] == [
         [p.period, p.height, p.circulating, p.commons_pool, p.ubi_reserve, p.bonded, p.total_supply] for p in periods
