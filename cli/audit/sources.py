@@ -218,12 +218,8 @@ class RpcBlockSource:
         self._head = int(status.get("height", 0))
 
     def _call(self, method: str, **params: Any) -> Any:
-        from cli.rpc_client import RpcClientError
-
-        try:
-            return self.client.call(method, **params)
-        except RpcClientError as exc:
-            raise SourceError(str(exc)) from None
+        """A call; the client's errors (unreachable, refused) propagate: they are not the chain's."""
+        return self.client.call(method, **params)
 
     def head_height(self) -> int:
         return self._head

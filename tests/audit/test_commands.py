@@ -254,3 +254,11 @@ def test_the_progress_line_shows_blocks_per_second(capsys: pytest.CaptureFixture
     progress.done()
     err = capsys.readouterr().err
     assert "replaying 10/10 (100.0%)" in err and "blocks/s" in err and "tx/s" in err
+
+
+def test_replay_from_an_unreachable_node_says_so(genesis_file: Path) -> None:
+    from tests.node.helpers import free_ports
+
+    result = run("replay", "--rpc", f"http://127.0.0.1:{free_ports(1)[0]}", "--genesis", str(genesis_file))
+    assert result.exit_code == 3
+    assert "cannot reach the node" in result.stderr
