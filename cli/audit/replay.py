@@ -255,6 +255,9 @@ class Replayer:
     def _run(self, source: BlockSource, executor: Executor, result: ReplayResult) -> None:
         self._node_state = source if isinstance(source, NodeStateSource) else None
         self._blocks_from(source, executor, result)
+        height = self.ledger.head.height
+        if height < result.source_height:
+            raise _Diverged(height + 1, "block unreadable", f"the source ended at height {height}, before its head {result.source_height}")
         if self._node_state is not None and self.ledger.head.height == result.source_height:
             result.node_state_entries = self._compare_node_state(self._node_state)
 
@@ -275,8 +278,7 @@ class Replayer:
             if not in_flight:
                 return
             batch = in_flight.pop(0)
-            assert batch.verified is not None
-            checked = batch.verified.result()
+            checked = batch.verified.result()  # type: ignore[union-attr]  # set when queued
             cache = SignatureCache(capacity=sum(len(hashes) for _, hashes, _ in checked) + 1)
             for block, (txs_root, tx_hashes, votes_ok) in zip(batch.blocks, checked, strict=True):
                 for h in tx_hashes:

@@ -229,3 +229,17 @@ def test_a_flipped_byte_in_the_nodes_recorded_root_is_named_by_its_height() -> N
     result = replay(b.source(), jobs=1)
     assert result.divergence is not None
     assert (result.divergence.height, result.divergence.check) == (5, "node state")
+
+
+def test_a_source_that_ends_before_its_head_is_named() -> None:
+    b = ChainBuilder(audit_genesis())
+    b.add_block()
+    b.add_block()
+
+    class Short(ListSource):
+        def head_height(self) -> int:
+            return 3
+
+    result = replay(Short(b.genesis, b.sources), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (3, "block unreadable")
