@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -153,7 +154,7 @@ def status(directory: Path, as_json: bool) -> None:
     """Each validator: running or not, RPC URL, height, peers."""
     statuses = _open(directory).status()
     if as_json:
-        click.echo(json.dumps([s.__dict__ for s in statuses], indent=2))
+        click.echo(json.dumps([asdict(s) for s in statuses], indent=2))
     else:
         _print_status(statuses)
 
@@ -241,6 +242,10 @@ def _print_usage(net: Devnet) -> None:
     click.echo("use the CLI against it:")
     click.echo(f"  export HEARTH_HOME={env['HEARTH_HOME']} HEARTH_RPC={env['HEARTH_RPC']}")
     click.echo("  hearth wallet balance alice")
+    click.echo("  hearth wallet send --from alice --to bob --amount 5 --wait")
+    click.echo("  hearth member register NAME --node north --signer north-council-1 --signer north-council-2 --wait")
+    click.echo("  hearth housing apply --from alice --household 2 --wait")
+    click.echo("  hearth quota show alice water      (members' first allowance is for period 1)")
 
 
 def _print_layout(net: Devnet) -> None:

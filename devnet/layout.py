@@ -3,7 +3,7 @@
     DIR/devnet.json            the manifest (devnet/manifest.py)
     DIR/genesis.json           the genesis every home holds a copy of
     DIR/keyring/keys/*.json    demo keys, UNENCRYPTED (HEARTH_HOME=DIR/keyring for the CLI)
-    DIR/validators/NAME/       each validator's node home (consensus/config.py), log in NAME.log
+    DIR/validators/NAME/       each validator's node home (consensus/config.py), its log in node.log
 
 Local devnets listen on loopback ports picked below the kernel's ephemeral range, so an outgoing
 connection of any program cannot take a validator's port between `up` and a later `start`.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import socket
 import time
 from dataclasses import replace
@@ -75,7 +76,7 @@ def create_devnet(
     if not 1 <= count <= VALIDATORS_MAX:
         raise ValueError(f"a devnet has 1 to {VALIDATORS_MAX} validators, not {count}")
     names = validator_names(count)
-    chain_id = chain_id or f"hearth-devnet-{int(time.time())}"
+    chain_id = chain_id or f"hearth-devnet-{secrets.token_hex(4)}"
     listen, advertised = _addresses(hosts, count)
 
     keypairs = [Keypair.generate() for _ in names]
