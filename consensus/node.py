@@ -616,6 +616,8 @@ class Node:
         finally:
             self._applying_sync = False
             self.sync.on_response(peer.node_id, ok)
+        if ok:
+            self._request_blocks()  # still behind: the next batch at once, not at the next tick
 
     # periodic gossip ---------------------------------------------------------------------------------
     async def _gossip_loop(self) -> None:
@@ -624,18 +626,22 @@ class Node:
             await asyncio.sleep(interval_s)
             head = self._ledger.head.height
             self.p2p.broadcast("status", {"height": head})
-            request = self.sync.next_request(head, time.monotonic())
-            if request is not None:
-                peer = self.p2p.peers.get(request.peer)  # type: ignore[arg-type]
-                if peer is None:
-                    self.sync.on_disconnect(request.peer)
-                else:
-                    log.info("block sync: asking %s for %d blocks from %d", peer.name, request.count, request.from_height)
-                    self.p2p.send(peer, "get_blocks", {"from": request.from_height, "count": request.count})
+            self._request_blocks()
             progress = (self.engine.height, self.engine.round, int(self.engine.step))
             if progress == self._last_progress:
                 self._resend_own()
             self._last_progress = progress
+
+    def _request_blocks(self) -> None:
+        request = self.sync.next_request(self._ledger.head.height, time.monotonic())
+        if request is None:
+            return
+        peer = self.p2p.peers.get(request.peer)  # type: ignore[arg-type]
+        if peer is None:
+            self.sync.on_disconnect(request.peer)
+            return
+        log.info("block sync: asking %s for %d blocks from %d", peer.name, request.count, request.from_height)
+        self.p2p.send(peer, "get_blocks", {"from": request.from_height, "count": request.count})
 
     def _resend_own(self) -> None:
         """The height is stuck: resend what we signed in the current round (peers drop duplicates)."""
