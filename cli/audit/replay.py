@@ -387,7 +387,7 @@ class Replayer:
             if key in seen or key in self._evidence_seen:
                 raise _Diverged(height, "evidence", "evidence committed twice")
             seen.add(key)
-            vset = self._set_at(evidence.height)
+            vset = self._set_at(evidence.height) if evidence.height < height else None
             if vset is None:
                 raise _Diverged(height, "evidence", f"evidence from height {evidence.height}, not an earlier one")
             try:

@@ -104,7 +104,14 @@ class ChainBuilder:
         self.sources.append(SourceBlock(height, block.header, block.txs, slashes, block.evidence, certificate))
         return block
 
-    def forged_block(self, txs: Sequence[bytes] = (), *, state_root: bytes | None = None, time_step_ms: int = 1_000) -> SourceBlock:
+    def forged_block(
+        self,
+        txs: Sequence[bytes] = (),
+        *,
+        state_root: bytes | None = None,
+        time_step_ms: int = 1_000,
+        evidence: tuple[DuplicateVoteEvidence, ...] = (),
+    ) -> SourceBlock:
         """The next block, certified by every validator, with whatever state root it is given
         (default: the current one) and never executed here."""
         head = self.ledger.head
@@ -119,8 +126,10 @@ class ChainBuilder:
             proposer=vset.validators[0].address,
             validators_hash=vset.hash,
             txs=tuple(txs),
+            evidence=evidence,
         )
-        return SourceBlock(height, block.header, block.txs, (), (), self.certify(block.hash, height))
+        slashes = slashes_of(e.validator for e in evidence)
+        return SourceBlock(height, block.header, block.txs, slashes, evidence, self.certify(block.hash, height))
 
     def equivocation(self, validator: int, height: int) -> DuplicateVoteEvidence:
         kp = key(validator)

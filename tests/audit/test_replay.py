@@ -243,3 +243,24 @@ def test_a_source_that_ends_before_its_head_is_named() -> None:
     result = replay(Short(b.genesis, b.sources), jobs=1)
     assert result.divergence is not None
     assert (result.divergence.height, result.divergence.check) == (3, "block unreadable")
+
+
+def test_evidence_committed_twice_is_named() -> None:
+    b = ChainBuilder(audit_genesis())
+    b.add_block()
+    evidence = b.equivocation(VALIDATORS[0], 1)
+    b.add_block([], evidence=(evidence,))
+    again = b.forged_block(evidence=(evidence,))
+    result = replay(ListSource(b.genesis, [*b.sources, again]), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check, result.divergence.detail) == (3, "evidence", "evidence committed twice")
+
+
+def test_evidence_against_a_non_validator_is_named() -> None:
+    b = ChainBuilder(audit_genesis())
+    b.add_block()
+    bogus = b.forged_block(evidence=(b.equivocation(40, 1),))
+    result = replay(ListSource(b.genesis, [*b.sources, bogus]), jobs=1)
+    assert result.divergence is not None
+    assert (result.divergence.height, result.divergence.check) == (2, "evidence")
+    assert "not in the validator set" in result.divergence.detail
