@@ -264,11 +264,17 @@ class Node:
         elif isinstance(action, Commit):
             if action.height != self._ledger.head.height + 1:
                 return  # block sync committed it first
-            committed = self.app.commit(action.block_hash, action.block, action.certificate)
+            try:
+                committed = self.app.commit(action.block_hash, action.block, action.certificate)
+            except BlockRefused as exc:  # the engine decided a block valid(v) accepted: cannot fail
+                raise ConsensusInvariantViolation(f"decided block {action.height} cannot be committed: {exc}") from exc
             self._after_commit(committed)
             self._schedule(self.config.consensus.block_interval_ms / 1000, Start(action.height + 1))
         elif isinstance(action, EvidenceFound):
-            self._add_evidence(action.evidence, source=None)
+            try:
+                self._add_evidence(action.evidence, source=None)
+            except MessageInvalid as exc:
+                log.error("evidence from the engine does not verify: %s", exc)
 
     def _schedule(self, delay_s: float, event: "Event | _HeldBlock") -> None:
         loop = asyncio.get_running_loop()
