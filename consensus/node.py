@@ -454,6 +454,8 @@ class Node:
         try:
             _, tx_hash = self.mempool.add(raw)
         except MempoolFull as exc:
+            if isinstance(exc, RpcMempoolFull):
+                raise  # node_services re-exports the mempool's exception: nothing to translate
             raise RpcMempoolFull(exc.message) from None
         return tx_hash
 
