@@ -2,8 +2,9 @@
 
 Each validator is its own `hearth node start --home HOME` process in its own session (so a Ctrl-C
 in the terminal reaches `hearth devnet up` alone, which then stops every validator in order). A pid
-read from devnet.json is only signalled after checking, in /proc, that it is still that validator's
-node (its command line names its home), so a recycled pid is never hit. Every wait has a deadline.
+read from devnet.json is only signalled after checking (in /proc, or with ps where there is none)
+that it is still that validator's node (its command line names its home), so a recycled pid is
+never hit. Every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ __all__ = [
     "kill_validator",
     "log_path",
     "node_status",
+    "partition_plan",
     "poll_until",
+    "rpc",
     "set_partition",
     "signal_stop",
     "start_validator",
@@ -48,6 +51,8 @@ ADMIN_TIMEOUT_S = 2.0
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Processes started by this process, kept so they are reaped (no zombies) and never garbage-collected running."""
+
+HAVE_PROC = Path("/proc/self/stat").exists()
 
 T = TypeVar("T")
 
@@ -97,15 +102,31 @@ def is_running(entry: ValidatorEntry) -> bool:
     if child is not None and child.poll() is not None:
         del _children[pid]  # reaped
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+    info = _process_info(pid)
+    if info is None:
         return False
-    if state == "Z":
+    state, command = info
+    if state.startswith("Z"):
         _reap(pid)
         return False
-    return entry.home.encode() in cmdline and b"start" in cmdline
+    return f" node start --home {entry.home} " in f" {command} "
+
+
+def _process_info(pid: int) -> tuple[str, str] | None:
+    """(state letter, command line joined by spaces) of a live pid, or None. /proc on Linux, else ps (macOS)."""
+    if HAVE_PROC:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").rstrip("\0").replace("\0", " ")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
+        return state, command
+    try:
+        out = subprocess.run(["ps", "-ww", "-p", str(pid), "-o", "stat=", "-o", "command="], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    state, _, command = out.strip().partition(" ")
+    return (state, command.strip()) if state else None
 
 
 def _reap(pid: int) -> None:
