@@ -58,6 +58,9 @@ class P2PConfig:
 @dataclass(frozen=True)
 class RPCConfig:
     listen: str = "127.0.0.1:26657"
+    rate_per_s: int = 100
+    """JSON-RPC calls per second each client address may sustain (a batch costs one per call)."""
+    rate_burst: int = 200
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,8 @@ class MempoolConfig:
 @dataclass(frozen=True)
 class DevnetConfig:
     admin: bool = False
-    """Devnet only: exposes `/admin/partition` on the RPC listener to cut links to named peers."""
+    """Devnet only: serves `/admin/partition` on the p2p listener (cut and restore links to named
+    peers) and allows `hearth node start --byzantine-equivocate`. Never enable it on a real network."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,8 @@ class NodeConfig:
         _bounded("max_block_bytes", c.max_block_bytes, 1024, self.p2p.max_message_bytes // 2)
         _bounded("p2p.max_message_bytes", self.p2p.max_message_bytes, 64 * 1024, 256 * 1024 * 1024)
         _bounded("p2p.send_queue_max", self.p2p.send_queue_max, 1, 1_000_000)
+        _bounded("rpc.rate_per_s", self.rpc.rate_per_s, 1, 10_000_000)
+        _bounded("rpc.rate_burst", self.rpc.rate_burst, 100, 10_000_000)
         _bounded("mempool.max_txs", self.mempool.max_txs, 1, 10_000_000)
         _bounded("mempool.max_bytes", self.mempool.max_bytes, 1024, 1 << 34)
 

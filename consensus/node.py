@@ -134,7 +134,10 @@ class Node:
             admin=self.config.devnet.admin,
         )
         rpc_host, rpc_port = parse_host_port(self.config.rpc.listen)
-        self.rpc = RpcServer(self, RpcConfig(host=rpc_host, port=rpc_port))
+        self.rpc = RpcServer(
+            self,
+            RpcConfig(host=rpc_host, port=rpc_port, rate_per_s=self.config.rpc.rate_per_s, rate_burst=self.config.rpc.rate_burst),
+        )
         self.sync = BlockSync(lag_grace_s=2 * c.gossip_interval_ms / 1000)
         self.feed = BlockFeed()
         self.stats: dict[str, int] = {"invalid_messages": 0, "tx_batches_dropped": 0, "sync_refused": 0}
