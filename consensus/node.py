@@ -425,7 +425,19 @@ class Node:
         if not from_wal:
             self.wal.append(height, kind, payload)
             self.p2p.broadcast(kind, payload, exclude=peer)  # relay once, on first sight
+        elif self._signed_here(event):
+            self._own.append((height, _event_round(event), kind, payload))  # resend what we said before the crash
         self._feed(event)
+
+    def _signed_here(self, event: Event) -> bool:
+        if isinstance(event, VoteReceived):
+            return event.vote.validator == self.address
+        if isinstance(event, ProposalReceived):
+            return event.proposal.is_signed_by(self.address, self.chain_id)
+        if isinstance(event, BlockReceived):
+            decoded = self.app.decode(event.block)
+            return decoded is not None and decoded.header.proposer == self.address
+        return False
 
     def _mark_seen(self, message_id: bytes) -> None:
         self._seen[message_id] = None
@@ -655,9 +667,12 @@ class Node:
         self.p2p.send(peer, "get_blocks", {"from": request.from_height, "count": request.count})
 
     def _resend_own(self) -> None:
-        """The height is stuck: resend what we signed in the current round (peers drop duplicates)."""
-        for height, round, kind, payload in self._own:
-            if height == self.engine.height and round == self.engine.round:
+        """The height is stuck: resend what we signed in the current round, and the block our
+        proposal of this round names (peers drop duplicates)."""
+        current = [m for m in self._own if m[0] == self.engine.height]
+        proposed = {p["block_hash"] for _, r, kind, p in current if kind == "proposal" and r == self.engine.round}
+        for _, round, kind, payload in current:
+            if round == self.engine.round or (kind == "block" and payload["hash"] in proposed):
                 self.p2p.broadcast(kind, payload)
 
 
@@ -668,6 +683,14 @@ class _HeldBlock:
 
     height: int
     payload: dict[str, Any]
+
+
+def _event_round(event: Event) -> int:
+    if isinstance(event, VoteReceived):
+        return event.vote.round
+    if isinstance(event, ProposalReceived):
+        return event.proposal.round
+    return -1  # a block belongs to whichever proposal names it
 
 
 def _int_field(payload: Any, name: str) -> int:

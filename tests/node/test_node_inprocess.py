@@ -73,3 +73,64 @@ def test_lone_validator_commits_stops_and_resumes(tmp_path: Path) -> None:
         assert blocks.block_hash(first_head) == first_hash
     finally:
         store.close()
+
+
+def two_validator_homes(root: Path) -> tuple[NodeHome, NodeHome]:
+    from tests.node.helpers import free_ports
+
+    p2p = free_ports(2)
+    homes = []
+    document = dict(make_genesis({1: 10**9}).document)
+    document["genesis_time_ms"] = int(time.time() * 1000)
+    document["validators"] = [
+        {"address": validator_key(i).public_key.hex(), "name": f"v{i}", "stake": STAKE} for i in range(2)
+    ]
+    document["total_supply"] += 2 * STAKE
+    genesis_text = json.dumps(Genesis.from_document(document).document)
+    for i in range(2):
+        home = NodeHome(root / f"v{i}")
+        home.write_key(validator_key(i))
+        other = 1 - i
+        home.write_config(
+            NodeConfig(
+                moniker=f"v{i}",
+                p2p=P2PConfig(listen=f"127.0.0.1:{p2p[i]}", peers=(f"127.0.0.1:{p2p[other]}",), reconnect_max_ms=200),
+                rpc=RPCConfig(listen="127.0.0.1:0"),
+                consensus=ConsensusConfig(block_interval_ms=20, gossip_interval_ms=100),
+            )
+        )
+        home.genesis_path.write_text(genesis_text)
+        homes.append(home)
+    return homes[0], homes[1]
+
+
+def test_restarted_validator_replays_its_wal_and_resends_what_it_signed(tmp_path: Path) -> None:
+    """Two validators of equal power need each other. The first signs at height 1 alone, stops,
+    restarts: it replays its WAL (its own proposal or votes among it), and when the second one
+    comes up, the first one's resent messages let height 1 be decided."""
+    home_a, home_b = two_validator_homes(tmp_path)
+
+    async def main() -> None:
+        a = Node(home_a.root)
+        await a.start()
+        try:
+            await wait_until(lambda: len(a.wal._records) > 0 and a.signer.last_signed is not None, 20, "a signs alone")
+            assert a.ledger.head.height == 0
+        finally:
+            await a.stop()
+        signed_before = FileSignerGuard(home_a.signer_path).load()
+        assert signed_before is not None and signed_before.height == 1
+
+        a = Node(home_a.root)
+        await a.start()
+        b = Node(home_b.root)
+        try:
+            assert any(kind in ("vote", "proposal") for _, _, kind, _ in a._own), "own messages restored from the WAL"
+            await b.start()
+            await wait_until(lambda: a.ledger.head.height >= 2 and b.ledger.head.height >= 2, 30, "both commit")
+            assert a.blocks.block_hash(1) == b.blocks.block_hash(1)
+        finally:
+            await b.stop()
+            await a.stop()
+
+    asyncio.run(main())
