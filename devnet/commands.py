@@ -163,7 +163,7 @@ def status(directory: Path, as_json: bool) -> None:
 @DIR_OPTION
 def stop(directory: Path) -> None:
     """Stop every validator (SIGTERM, then SIGKILL after 10 s)."""
-    _open(directory).stop_all()
+    _run(lambda: _open(directory).stop_all())
     click.echo("stopped every validator")
 
 

@@ -31,8 +31,9 @@ def test_hosts_need_no_start(tmp_path: Path) -> None:
     code, output = _hearth("devnet", "up", "--dir", str(tmp_path), "--hosts", "a,b", "--no-start")
     assert code == 0, output
     assert "hearth node start --home" in output
-    code, output = _hearth("devnet", "kill", "--dir", str(tmp_path), "v1")
-    assert code == 1 and "several machines" in output
+    for command in (["kill", "v1"], ["start", "v1"], ["stop"], ["partition", "v1"], ["heal"]):
+        code, output = _hearth("devnet", command[0], "--dir", str(tmp_path), *command[1:])
+        assert code == 1 and "several machines" in output, (command, output)
 
 
 def test_status_of_a_stopped_devnet(tmp_path: Path) -> None:
