@@ -32,12 +32,14 @@ def validator_key(i: int) -> Keypair:
 
 
 class Network:
-    def __init__(self, root: Path, size: int, consensus: ConsensusConfig | None = None) -> None:
+    def __init__(self, root: Path, size: int, consensus: ConsensusConfig | None = None, full_nodes: int = 0) -> None:
+        """`size` validators v0..v{size-1}, then `full_nodes` nodes whose keys are in no validator
+        set (they dial the validators; the validators do not list them)."""
         self.root = root
         self.size = size
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.starts: dict[int, int] = {}
-        ports = free_ports(2 * size)
+        ports = free_ports(2 * (size + full_nodes))
         self.p2p_ports, self.rpc_ports = ports[0::2], ports[1::2]
         document = dict(make_genesis({1: 10**12, 2: 10**12}).document)
         document["genesis_time_ms"] = int(time.time() * 1000)
@@ -46,7 +48,7 @@ class Network:
         ]
         document["total_supply"] += STAKE * size
         genesis = Genesis.from_document(document)
-        for i in range(size):
+        for i in range(size + full_nodes):
             home = self.home(i)
             home.write_key(validator_key(i))
             peers = tuple(

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[Network]:
-    net = Network(tmp_path, 4)
+    net = Network(tmp_path, 4, full_nodes=1)  # v4: a full node
     try:
         yield net
     finally:
@@ -67,7 +67,13 @@ def test_four_validators_commit_survive_a_crash_and_resync(network: Network) -> 
         statuses = [net.rpc(i, "status") for i in range(4)]
         assert all(s["is_validator"] for s in statuses)
 
-        for i in range(4):
+        # A full node (its key in no validator set) joins late, syncs and follows the same chain.
+        net.start(4)
+        net.wait_heights([4], common + 1)
+        assert chain_at(net, 4, heights) == reference
+        assert not net.rpc(4, "status")["is_validator"]
+
+        for i in range(5):
             assert net.stop(i) == 0
     except BaseException:
         print(net.logs())
