@@ -1,5 +1,5 @@
-"""Four validators as real processes on loopback: they commit, survive a crash, and the crashed one
-catches up by block sync to the same chain."""
+"""Validators as real processes on loopback: they commit, survive a crash, the crashed one catches
+up by block sync to the same chain, a full node joins late, and a 2|2 partition halts then heals."""
 
 from __future__ import annotations
 
