@@ -94,7 +94,10 @@ def node_start(home_dir: Path, log_level: str, byzantine_equivocate: bool) -> No
         instance = Node(home_dir, byzantine_equivocate=byzantine_equivocate)
     except (ConfigError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    asyncio.run(_run(instance))
+    try:
+        asyncio.run(_run(instance))
+    except OSError as exc:  # a listen address in use or not ours
+        raise click.ClickException(f"cannot start the node: {exc}") from None
 
 
 async def _run(instance: object) -> None:

@@ -48,7 +48,7 @@ class P2PConfig:
     max_message_bytes: int = 8 * 1024 * 1024
     """Largest frame accepted from a peer; a larger one is dropped and counted. Bounds a block's size."""
     send_queue_max: int = 1024
-    """Frames queued for one peer; when full the oldest gossip is dropped (consensus resends)."""
+    """Frames queued for one peer; a frame for a full queue is dropped and counted (consensus resends)."""
     max_peers: int = 64
     reconnect_min_ms: int = 100
     reconnect_max_ms: int = 5_000
