@@ -189,7 +189,10 @@ class Node:
         self._feed(Start(head + 1))
         for height, kind, payload in replayed:
             if height > head:
-                self._handle_message(None, kind, payload, from_wal=True)
+                try:
+                    self._handle_message(None, kind, payload, from_wal=True)
+                except (MessageInvalid, ValueError, TypeError, KeyError) as exc:
+                    log.warning("WAL: skipped an unusable %s record: %s", kind, exc)
         if replayed:
             log.info("replayed %d consensus messages from the WAL", len(replayed))
         self._spawn(self._gossip_loop())
