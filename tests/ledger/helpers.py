@@ -6,6 +6,7 @@ genesis and membership transactions, so a change of those rules is made here onc
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ledger import BlockInput, Genesis, LedgerDB, MemoryStore, make_tx
@@ -22,6 +23,12 @@ PERIOD_MS = PERIOD_SECONDS * 1000
 def key(i: int) -> Keypair:
     """Deterministic test keys: key(1..) are people; councils use key(900..) (see NODE_COUNCILS)."""
     return Keypair.from_seed(i.to_bytes(32, "big"))
+
+
+@functools.cache
+def addr(i: int) -> bytes:
+    """key(i)'s address (cached: deriving a key is slow)."""
+    return key(i).address
 
 
 NODE = "north"

@@ -17,6 +17,7 @@ from tests.ledger.helpers import (
     NODE_COUNCILS,
     PERIOD_MS,
     WATER,
+    addr,
     assert_rejected,
     commit_block,
     community_genesis,
@@ -31,10 +32,6 @@ from tests.ledger.helpers import (
     nonce_of,
     signed_tx,
 )
-
-
-def addr(i: int) -> bytes:
-    return key(i).address
 
 
 # genesis --------------------------------------------------------------------------------------------
