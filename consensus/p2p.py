@@ -120,6 +120,7 @@ class P2P:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._handshaking = 0
         self.listen_port: int | None = None
 
     # lifecycle ----------------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ class P2P:
             max_msg_size=self.config.max_message_bytes + OVERSIZE_SLACK_BYTES, heartbeat=HEARTBEAT_S
         )
         await ws.prepare(request)
-        if len(self.peers) >= self.config.max_peers:
+        if len(self.peers) + self._handshaking >= self.config.max_peers:
             self.stats["refused_max_peers"] += 1
             await ws.close(code=1013, message=b"too many peers")
             return ws
@@ -249,6 +250,7 @@ class P2P:
 
     async def _run_link(self, ws: Any, outbound: bool, remote: str, expected_id: bytes | None) -> bytes | None:
         """Handshake, then read until the link closes. The peer's id if the handshake succeeded."""
+        self._handshaking += 1  # links not yet authenticated count against max_peers too
         try:
             node_id, moniker = await asyncio.wait_for(
                 self._handshake(ws, expected_id), self.config.handshake_timeout_ms / 1000
@@ -258,6 +260,8 @@ class P2P:
             log.info("handshake with %s failed: %s", remote, exc or type(exc).__name__)
             await _close_quietly(ws, 4001, str(exc)[:100])
             return None
+        finally:
+            self._handshaking -= 1
         peer = Peer(
             node_id=node_id,
             moniker=moniker,
