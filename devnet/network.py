@@ -58,7 +58,8 @@ class Devnet:
 
         def answering() -> bool:
             if not processes.is_running(entry):
-                raise ManifestError(f"{name} exited while starting; see {processes.log_path(entry)}")
+                tail = processes.log_tail(entry)
+                raise ManifestError(f"{name} exited while starting; see {processes.log_path(entry)}" + (f", which ends:\n{tail}" if tail else ""))
             return processes.height_of(entry) is not None
 
         processes.poll_until(answering, timeout_s, f"{name}'s RPC to answer (log: {processes.log_path(entry)})")

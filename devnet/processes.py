@@ -32,6 +32,7 @@ __all__ = [
     "is_running",
     "kill_validator",
     "log_path",
+    "log_tail",
     "node_status",
     "partition_plan",
     "poll_until",
@@ -78,6 +79,18 @@ def log_path(entry: ValidatorEntry) -> Path:
     return Path(entry.home) / "node.log"
 
 
+def log_tail(entry: ValidatorEntry, lines: int = 5) -> str:
+    """The last lines of the validator's log, for error messages."""
+    try:
+        with open(log_path(entry), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def start_validator(entry: ValidatorEntry, extra_args: Iterable[str] = ()) -> int:
     """Start the validator's node in the background, its output appended to HOME/node.log; its pid."""
     with open(log_path(entry), "ab") as log:
@@ -100,8 +113,7 @@ def is_running(entry: ValidatorEntry) -> bool:
         return False
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
-        del _children[pid]  # reaped
-        return False
+        del _children[pid]  # reaped now; whether it ran is /proc's (or ps's) answer below, not poll's
     info = _process_info(pid)
     if info is None:
         return False
