@@ -77,11 +77,10 @@ def compute_applicant_rank(need_level: int, applied_period: int, capacity: int, 
 # linked lists ------------------------------------------------------------------------------------
 # Waiting lists and vacancy lists are doubly linked FIFOs in the state: the list record holds the
 # ends, each item its `prev` and `next`. Appending, and removing any item, touch three records.
-ListRecord = ListEnds
 ItemKey = Callable[[Any], bytes]
 
 
-def link_append(state: State, list_key: bytes, empty: ListRecord, item_key: ItemKey, item_id: Any, item: Any) -> None:
+def link_append(state: State, list_key: bytes, empty: ListEnds, item_key: ItemKey, item_id: Any, item: Any) -> None:
     ends = state.get(list_key) or empty
     if ends.tail is None:
         state.put(item_key(item_id), replace(item, prev=None, next=None))
@@ -96,6 +95,7 @@ def link_append(state: State, list_key: bytes, empty: ListRecord, item_key: Item
 def link_remove(state: State, list_key: bytes, item_key: ItemKey, item: Any) -> None:
     """Unlink `item` from its list. The caller rewrites or deletes the item itself."""
     ends = state.get(list_key)
+    check_invariant(ends is not None and ends.length > 0, f"unlinking from an empty list {list_key!r}")
     head, tail = ends.head, ends.tail
     if item.prev is None:
         head = item.next
