@@ -6,9 +6,13 @@ head state and every pending transaction, so a second transfer is checked agains
 first one leaves. Duplicates are recognised by hash. The pool is bounded by count and bytes; when
 full it refuses with `MempoolFull`, it never evicts an admitted transaction for a newer one.
 
-After each commit, `update` drops the committed transactions and re-checks the rest against the new
-head (signatures are cached, so this is nonce and balance arithmetic), dropping those that no
-longer apply. The proposer takes `reap(max_txs, max_bytes)`: the oldest first.
+After each commit, `update` drops the committed transactions and queues the rest to be re-checked
+against the new head (signatures are cached, so this is nonce and balance arithmetic); those that no
+longer apply are dropped. The re-check runs in chunks (`recheck_some`) so a large backlog never holds
+the event loop for long; admissions wait until it is done (`rechecking` is False), since a new
+transaction must be checked after the older ones it may depend on. The proposer takes
+`reap(max_txs, max_bytes)`: the oldest first, re-checked or not (the proposer's `LedgerDB.build`
+applies each candidate to the block's state and skips any that fail).
 
 Gossip does not keep one sender's transactions in nonce order (nonce 1 may reach a node through
 one peer before nonce 0 through another), so a peer's transaction whose nonce is ahead of the
@@ -102,6 +106,8 @@ class Mempool:
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self._pending: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._recheck: OrderedDict[bytes, _Entry] = OrderedDict()
+        """Waiting to be re-checked on the new head; all newer than what `_pending` holds."""
         self._bytes = 0
         self._overlay: State = ledger.view()
         self._rejected: OrderedDict[bytes, Rejected] = OrderedDict()
@@ -113,17 +119,21 @@ class Mempool:
 
     # reads --------------------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._recheck)
 
     def __contains__(self, tx_hash: bytes) -> bool:
-        return tx_hash in self._pending
+        return tx_hash in self._pending or tx_hash in self._recheck
+
+    @property
+    def rechecking(self) -> bool:
+        return bool(self._recheck)
 
     @property
     def size_bytes(self) -> int:
         return self._bytes
 
     def get(self, tx_hash: bytes) -> Tx | None:
-        entry = self._pending.get(tx_hash)
+        entry = self._pending.get(tx_hash) or self._recheck.get(tx_hash)
         return None if entry is None else entry.tx
 
     def pending_view(self) -> State:
@@ -135,11 +145,12 @@ class Mempool:
         """The oldest pending transactions, at most `max_txs` of at most `max_bytes` in all."""
         out: list[bytes] = []
         total = 0
-        for entry in self._pending.values():
-            if len(out) >= max_txs or total + entry.size > max_bytes:
-                break
-            out.append(entry.tx.raw)
-            total += entry.size
+        for entries in (self._pending, self._recheck):  # arrival order: re-checked, then queued
+            for entry in entries.values():
+                if len(out) >= max_txs or total + entry.size > max_bytes:
+                    return out
+                out.append(entry.tx.raw)
+                total += entry.size
         return out
 
     # writes -------------------------------------------------------------------------------------------
@@ -156,7 +167,10 @@ class Mempool:
         return added
 
     def add_decoded(self, tx: Tx, park: bool = False) -> tuple[AddResult, bytes]:
-        """Admit a decoded transaction; with `park`, hold a future-nonce one for its predecessor."""
+        """Admit a decoded transaction; with `park`, hold a future-nonce one for its predecessor.
+        If a re-check is under way it is finished first (the node avoids that by waiting)."""
+        if self._recheck:
+            self.recheck_some(len(self._recheck))
         try:
             result = self._admit(tx)
         except Rejected as exc:
@@ -187,7 +201,7 @@ class Mempool:
                 return
 
     def _admit(self, tx: Tx) -> AddResult:
-        if tx.hash in self._pending:
+        if tx.hash in self._pending or tx.hash in self._recheck:
             self.stats["duplicate"] += 1
             return AddResult.DUPLICATE
         known = self._rejected.get(tx.hash)
@@ -195,9 +209,9 @@ class Mempool:
             self.stats["rejected"] += 1
             raise known
         size = len(tx.raw)
-        if len(self._pending) >= self.max_txs:
+        if len(self) >= self.max_txs:
             self.stats["full"] += 1
-            raise MempoolFull(f"{len(self._pending)} transactions pending, the limit is {self.max_txs}")
+            raise MempoolFull(f"{len(self)} transactions pending, the limit is {self.max_txs}")
         if self._bytes + size > self.max_bytes:
             self.stats["full"] += 1
             raise MempoolFull(f"{self._bytes} bytes pending, the limit is {self.max_bytes}")
@@ -230,29 +244,41 @@ class Mempool:
                 out.append(exc)
         return out
 
-    def update(self, committed_hashes: Iterable[bytes]) -> None:
-        """After a commit: drop the committed transactions, re-check the rest on the new head."""
+    def update(self, committed_hashes: Iterable[bytes], recheck_now: int | None = None) -> None:
+        """After a commit: drop the committed transactions and queue the rest for re-checking on
+        the new head; re-check `recheck_now` of them at once (None: all)."""
         for tx_hash in committed_hashes:
-            entry = self._pending.pop(tx_hash, None)
+            entry = self._pending.pop(tx_hash, None) or self._recheck.pop(tx_hash, None)
             if entry is not None:
                 self._bytes -= entry.size
                 self.stats["committed"] += 1
+        # Arrival order is `_pending` then `_recheck` (a re-check moves the queue's oldest into
+        # `_pending`; nothing is admitted while it runs). All of it is queued again, in that order.
+        queue = self._pending
+        queue.update(self._recheck)
+        self._recheck, self._pending = queue, OrderedDict()
         self._overlay = self._ledger.view()
-        survivors: OrderedDict[bytes, _Entry] = OrderedDict()
-        self._bytes = 0
-        for tx_hash, entry in self._pending.items():
+        self.recheck_some(len(self._recheck) if recheck_now is None else recheck_now)
+
+    def recheck_some(self, max_txs: int) -> int:
+        """Re-check up to `max_txs` queued transactions, oldest first; returns how many remain.
+        When the queue empties, parked transactions whose turn has come are admitted."""
+        queue = self._recheck
+        for _ in range(min(max_txs, len(queue))):
+            tx_hash, entry = queue.popitem(last=False)
             overlay = self._overlay.child()
             try:
                 process_tx(overlay, entry.tx.raw, self._verified)
             except Rejected as exc:
+                self._bytes -= entry.size
                 self._remember_rejected(tx_hash, exc)
                 self.stats["evicted_on_recheck"] += 1
                 continue
             overlay.merge_into_parent()
-            survivors[tx_hash] = entry
-            self._bytes += entry.size
-        self._pending = survivors
-        self._retry_parked()
+            self._pending[tx_hash] = entry
+        if not queue:
+            self._retry_parked()
+        return len(queue)
 
     def _retry_parked(self) -> None:
         """Admit parked transactions whose predecessor the new head (or the pool) now holds."""

@@ -79,6 +79,8 @@ log = logging.getLogger("hearth.node")
 FRAME_KINDS = ("status", "proposal", "vote", "block", "txs", "evidence", "get_blocks", "blocks")
 TX_GOSSIP_INTERVAL_S = 0.02
 TX_GOSSIP_MAX_BYTES = 1 << 20
+RECHECK_CHUNK = 500
+"""Mempool transactions re-checked per turn of the event loop after a commit (~50 ms of work)."""
 TX_BATCH_QUEUE_MAX = 256
 """Batches of peer transactions waiting for signature checks; past it a batch is dropped (counted)."""
 MAX_SEEN = 100_000
@@ -154,6 +156,8 @@ class Node:
         self._last_progress: tuple[int, int, int] = (0, 0, 0)
         self._fatal: BaseException | None = None
         self._stopped: asyncio.Event | None = None  # made on the loop, in start()
+        self._mempool_ready: asyncio.Event | None = None  # set unless a mempool re-check runs
+        self._recheck_task: asyncio.Task[None] | None = None
 
     # NodeServices: properties ---------------------------------------------------------------------
     @property
@@ -171,6 +175,8 @@ class Node:
     # lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._stopped = asyncio.Event()
+        self._mempool_ready = asyncio.Event()
+        self._mempool_ready.set()
         self._tx_batches = asyncio.Queue(TX_BATCH_QUEUE_MAX)
         replayed = self.wal.replay()
         await self.p2p.start()
@@ -319,7 +325,11 @@ class Node:
     def _after_commit(self, committed: CommittedBlock) -> None:
         header = committed.block.header
         height = header.height
-        self.mempool.update(tx.hash for tx in committed.txs)
+        self.mempool.update((tx.hash for tx in committed.txs), recheck_now=RECHECK_CHUNK)
+        if self.mempool.rechecking and self._recheck_task is None:
+            assert self._mempool_ready is not None
+            self._mempool_ready.clear()
+            self._recheck_task = self._spawn(self._recheck_loop())
         self.wal.committed(height)
         self._own = [m for m in self._own if m[0] > height]
         self.sync.on_progress(time.monotonic())
@@ -342,6 +352,17 @@ class Node:
             header.state_root.hex()[:16],
         )
         self.p2p.broadcast("status", {"height": height})
+
+    async def _recheck_loop(self) -> None:
+        """Re-check the mempool on the new head a chunk at a time, yielding between chunks."""
+        assert self._mempool_ready is not None
+        try:
+            while self.mempool.rechecking:
+                await asyncio.sleep(0)
+                self.mempool.recheck_some(RECHECK_CHUNK)
+        finally:
+            self._recheck_task = None
+            self._mempool_ready.set()
 
     def is_validator(self) -> bool:
         return self.address in self.app.validator_set(self._ledger.head.height + 1)
@@ -469,6 +490,8 @@ class Node:
 
     # transactions ----------------------------------------------------------------------------------
     async def submit_tx(self, raw: bytes) -> bytes:
+        assert self._mempool_ready is not None
+        await self._mempool_ready.wait()  # a new transaction is checked after the re-checked ones
         try:
             _, tx_hash = self.mempool.add(raw)
         except MempoolFull as exc:
@@ -491,7 +514,7 @@ class Node:
 
     async def _tx_admission_loop(self) -> None:
         """Signature checks off the loop, in arrival order; then admission on the loop."""
-        assert self._tx_batches is not None
+        assert self._tx_batches is not None and self._mempool_ready is not None
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._tx_batches.get()
@@ -499,6 +522,7 @@ class Node:
             if not batch:
                 continue
             checked = await loop.run_in_executor(self._verifier, prevalidate, batch, self.chain_id)
+            await self._mempool_ready.wait()
             self.mempool.add_prevalidated(checked)
 
     async def _tx_gossip_loop(self) -> None:

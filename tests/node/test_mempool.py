@@ -154,3 +154,41 @@ def test_parked_transaction_is_admitted_after_a_commit() -> None:
     ledger.commit(executed)
     pool.update([executed.txs[0].hash])
     assert pool.reap(10, 1 << 20) == [n1]
+
+
+def test_recheck_in_chunks_keeps_order_and_drops_what_no_longer_applies() -> None:
+    pool, cache = make_pool()
+    ledger = pool._ledger
+    mine = [transfer_tx(1, 2, 1, n) for n in range(4)]
+    theirs = [transfer_tx(2, 1, 1, n) for n in range(3)]
+    for raw in (mine[0], theirs[0], mine[1], theirs[1], mine[2], theirs[2], mine[3]):
+        pool.add(raw)
+    # Another block spends account 2's nonce 0 differently: our theirs[0] goes stale.
+    other = transfer_tx(2, 1, 5, 0)
+    executed = ledger.execute(BlockInput(1, PERIOD_MS, (mine[0], other)), cache)
+    ledger.commit(executed)
+    pool.update([tx.hash for tx in executed.txs], recheck_now=0)
+    assert pool.rechecking and len(pool) == 6
+    # The proposer may take queued ones too (its block build re-applies each).
+    assert pool.reap(10, 1 << 20) == [theirs[0], mine[1], theirs[1], mine[2], theirs[2], mine[3]]
+    assert pool.recheck_some(2) == 4  # theirs[0] dropped, mine[1] kept
+    assert pool.reap(10, 1 << 20) == [mine[1], theirs[1], mine[2], theirs[2], mine[3]]
+    assert pool.recheck_some(100) == 0 and not pool.rechecking
+    # `other` used account 2's nonce 0, so its nonces 1 and 2 still apply; theirs[0] is gone.
+    kept = [mine[1], theirs[1], mine[2], theirs[2], mine[3]]
+    assert pool.reap(10, 1 << 20) == kept
+    assert pool.size_bytes == sum(len(r) for r in kept)
+
+
+def test_admission_during_a_recheck_finishes_it_first() -> None:
+    pool, cache = make_pool()
+    ledger = pool._ledger
+    a0, a1 = transfer_tx(1, 2, 1, 0), transfer_tx(1, 2, 1, 1)
+    pool.add(a0)
+    pool.add(a1)
+    executed = ledger.execute(BlockInput(1, PERIOD_MS, (a0,)), cache)
+    ledger.commit(executed)
+    pool.update([executed.txs[0].hash], recheck_now=0)
+    assert pool.rechecking
+    pool.add(transfer_tx(1, 2, 1, 2))  # depends on a1, still queued
+    assert not pool.rechecking and len(pool) == 2
