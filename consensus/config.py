@@ -72,6 +72,10 @@ class ConsensusConfig:
     """Each timeout grows by this much per round, so a slow network eventually fits in a round."""
     block_interval_ms: int = 200
     """Least time between committing a block and proposing the next: lets transactions gather."""
+    empty_block_interval_ms: int = 0
+    """When the mempool is empty after a commit, wait up to this long (if longer than
+    block_interval_ms) before starting the next height; a transaction arriving ends the wait.
+    0: no longer wait, empty blocks follow each other every block_interval_ms."""
     max_clock_drift_ms: int = 2_000
     """A proposal whose time is further than this ahead of the validator's clock is refused."""
     max_block_bytes: int = 4 * 1024 * 1024
@@ -122,6 +126,7 @@ class NodeConfig:
         for name in ("timeout_propose_ms", "timeout_prevote_ms", "timeout_precommit_ms", "timeout_delta_ms"):
             _bounded(name, getattr(c, name), 1, 600_000)
         _bounded("block_interval_ms", c.block_interval_ms, 0, 600_000)
+        _bounded("empty_block_interval_ms", c.empty_block_interval_ms, 0, 3_600_000)
         _bounded("max_clock_drift_ms", c.max_clock_drift_ms, 0, 3_600_000)
         _bounded("gossip_interval_ms", c.gossip_interval_ms, 10, 600_000)
         _bounded("max_block_txs", c.max_block_txs, 1, 10_000)

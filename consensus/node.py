@@ -9,6 +9,7 @@ The engine is pure; this module turns its actions into effects and the world int
     ScheduleTimeout      a loop timer that feeds TimeoutFired back
     Commit               LedgerApp.commit (state + block + certificate: one batch, one fsync),
                          mempool update, WAL truncation, Start(height + 1) after block_interval_ms
+                         (or empty_block_interval_ms while the mempool is empty)
     EvidenceFound        the evidence pool, and gossip
 
 Peer frames (see p2p.py for the framing, block_sync.py for the sync ones): status, proposal,
@@ -158,6 +159,7 @@ class Node:
         self._stopped: asyncio.Event | None = None  # made on the loop, in start()
         self._mempool_ready: asyncio.Event | None = None  # set unless a mempool re-check runs
         self._recheck_task: asyncio.Task[None] | None = None
+        self._waiting_for_txs: tuple[int, float] | None = None  # (next height, earliest start)
 
     # NodeServices: properties ---------------------------------------------------------------------
     @property
@@ -281,12 +283,23 @@ class Node:
             except BlockRefused as exc:  # the engine decided a block valid(v) accepted: cannot fail
                 raise ConsensusInvariantViolation(f"decided block {action.height} cannot be committed: {exc}") from exc
             self._after_commit(committed)
-            self._schedule(self.config.consensus.block_interval_ms / 1000, Start(action.height + 1))
+            self._schedule_next_height(action.height + 1)
         elif isinstance(action, EvidenceFound):
             try:
                 self._add_evidence(action.evidence, source=None)
             except MessageInvalid as exc:
                 log.error("evidence from the engine does not verify: %s", exc)
+
+    def _schedule_next_height(self, height: int) -> None:
+        """Start `height` after block_interval_ms, or, with an empty mempool, after
+        empty_block_interval_ms unless a transaction arrives first (see _tx_gossip_loop)."""
+        c = self.config.consensus
+        delay_ms = c.block_interval_ms
+        self._waiting_for_txs = None
+        if len(self.mempool) == 0 and c.empty_block_interval_ms > delay_ms:
+            delay_ms = c.empty_block_interval_ms
+            self._waiting_for_txs = (height, time.monotonic() + c.block_interval_ms / 1000)
+        self._schedule(delay_ms / 1000, Start(height))
 
     def _schedule(self, delay_s: float, event: "Event | _HeldBlock") -> None:
         loop = asyncio.get_running_loop()
@@ -528,6 +541,10 @@ class Node:
     async def _tx_gossip_loop(self) -> None:
         while True:
             await asyncio.sleep(TX_GOSSIP_INTERVAL_S)
+            waiting = self._waiting_for_txs
+            if waiting is not None and len(self.mempool) and time.monotonic() >= waiting[1]:
+                self._waiting_for_txs = None
+                self._feed(Start(waiting[0]))  # a transaction ended the empty-block wait
             outbox = self.mempool.drain_added()
             if not outbox:
                 continue

@@ -13,12 +13,13 @@ from consensus.config import ConsensusConfig, NodeConfig, NodeHome, P2PConfig, R
 from consensus.node import Node
 from consensus.signer_guard import FileSignerGuard
 from ledger import Genesis, LevelDBStore
-from tests.ledger.helpers import make_genesis
+from ledger import make_tx
+from tests.ledger.helpers import CHAIN_ID, key, make_genesis
 from tests.node.helpers import wait_until
 from tests.node.network import STAKE, validator_key
 
 
-def lone_validator_home(root: Path) -> NodeHome:
+def lone_validator_home(root: Path, consensus: ConsensusConfig | None = None) -> NodeHome:
     home = NodeHome(root)
     home.write_key(validator_key(0))
     home.write_config(
@@ -26,7 +27,7 @@ def lone_validator_home(root: Path) -> NodeHome:
             moniker="solo",
             p2p=P2PConfig(listen="127.0.0.1:0"),
             rpc=RPCConfig(listen="127.0.0.1:0"),
-            consensus=ConsensusConfig(block_interval_ms=20),
+            consensus=consensus or ConsensusConfig(block_interval_ms=20),
         )
     )
     document = dict(make_genesis({1: 10**9}).document)
@@ -132,5 +133,25 @@ def test_restarted_validator_replays_its_wal_and_resends_what_it_signed(tmp_path
         finally:
             await b.stop()
             await a.stop()
+
+    asyncio.run(main())
+
+
+def test_with_an_empty_mempool_the_next_height_waits_for_a_transaction(tmp_path: Path) -> None:
+    home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=20, empty_block_interval_ms=600_000))
+
+    async def main() -> None:
+        node = Node(home.root)
+        await node.start()
+        try:
+            await wait_until(lambda: node.ledger.head.height >= 1, 20, "the first block")
+            raw = make_tx(CHAIN_ID, "transfer", key(1), 0, to=key(2).address, amount=7)
+            result = await asyncio.wait_for(node.submit_tx(raw), 5)
+            committed = await node.wait_for_tx(result, 10)
+            assert committed is not None
+            # Only the transaction ended the (ten-minute) wait: no empty block came between.
+            assert committed.height == 2 and node.ledger.head.height == 2
+        finally:
+            await node.stop()
 
     asyncio.run(main())
