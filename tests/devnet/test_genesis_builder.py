@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from ledger.housing import get_unit
 from ledger.quotas import require_provider
 
 
-def _document(validators: int = 4, economy: DevnetEconomy = DevnetEconomy()) -> tuple[dict, dict[str, Keypair], list[Keypair]]:
+def _document(validators: int = 4, economy: DevnetEconomy = DevnetEconomy()) -> tuple[dict[str, Any], dict[str, Keypair], list[Keypair]]:
     demo = make_demo_keys()
     vals = [Keypair.generate() for _ in range(validators)]
     doc = build_genesis_document(
@@ -56,7 +57,8 @@ def test_two_nodes_with_councils_resources_providers_housing_and_members() -> No
     for name, node_id in DEMO_MEMBERS.items():
         member = view.get_member(demo[name].address)
         assert member is not None and member.node == node_id
-        assert view.get_account(demo[name].address).balance == DevnetEconomy().member_balance
+        account = view.get_account(demo[name].address)
+        assert account is not None and account.balance == DevnetEconomy().member_balance
 
 
 def test_period_seconds_is_taken_from_the_economy() -> None:

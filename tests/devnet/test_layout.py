@@ -31,7 +31,7 @@ def test_a_local_devnet(tmp_path: Path) -> None:
         config = home.load_config()
         assert config.moniker == entry.name and config.devnet.admin
         assert config.p2p.listen == entry.p2p_address and entry.rpc_url == f"http://{config.rpc.listen}"
-        assert {parse_peer(p)[0].hex() for p in config.p2p.peers} == {v.node_id for v in manifest.validators} - {entry.node_id}
+        assert {(parse_peer(p)[0] or b"").hex() for p in config.p2p.peers} == {v.node_id for v in manifest.validators} - {entry.node_id}
         ports |= {int(config.p2p.listen.rsplit(":")[1]), int(config.rpc.listen.rsplit(":")[1])}
     assert len(ports) == 8 and all(PORT_RANGE[0] <= p < PORT_RANGE[1] for p in ports)
 

@@ -8,8 +8,9 @@ Waits are bounded polls (devnet/processes.poll_until), never sleeps standing in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,8 @@ MakeDevnet = Callable[..., Devnet]
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Keep each phase's report on the item, so fixtures can print the nodes' logs when a test failed."""
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"report_{report.when}", report)

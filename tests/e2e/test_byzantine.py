@@ -4,6 +4,8 @@ leaves the validator set, and the chain goes on."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from devnet.genesis_builder import DevnetEconomy
@@ -27,7 +29,7 @@ def test_an_equivocating_validator_is_slashed_and_removed_and_the_chain_goes_on(
     v1 = net.manifest.validator("v1")
     byzantine = net.manifest.validator("v4")
 
-    found: list[tuple[int, dict]] = []
+    found: list[tuple[int, dict[str, Any]]] = []
     scanned = 0
 
     def evidence_committed() -> bool:

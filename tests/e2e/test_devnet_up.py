@@ -65,7 +65,7 @@ def test_supply_is_conserved_at_every_height_while_demurrage_and_ubi_move(make_d
         # Demurrage and UBI are settled when an account is touched: keep touching accounts across periods.
         def three_periods_on() -> bool:
             hearth(net, "wallet", "send", "--from", "alice", "--to", "carol", "--amount", "1", "--wait")
-            return call(entries[0], "status")["period"] >= first_period + 3
+            return bool(call(entries[0], "status")["period"] >= first_period + 3)
 
         poll_until(three_periods_on, 60, "three periods of transfers", interval_s=0.2)
     finally:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import socket
+from typing import Any
 
 import aiohttp
 import pytest
@@ -104,7 +105,8 @@ async def p2p_garbage(entry: ValidatorEntry, chain_id: str, rng: random.Random) 
         # After an authenticated handshake, with a key nobody knows: garbage of every kind. The node
         # may drop a link that sends garbage; then the next frame goes on a new link.
         frames = [rng_bytes(rng, n) for n in (1, 17, 1000, 70_000)]
-        frames += [encode_frame("nonsense", {}), encode_frame(7, 7), b"\x92\xa4vote"]
+        not_text: Any = 7  # a frame kind that is not text, on purpose
+        frames += [encode_frame("nonsense", {}), encode_frame(not_text, 7), b"\x92\xa4vote"]
         for kind in FRAME_KINDS:
             frames += [
                 encode_frame(kind, None),
