@@ -20,6 +20,7 @@ from devnet.layout import create_devnet
 from devnet.manifest import MANIFEST_NAME, UNENCRYPTED_KEYS_WARNING, ManifestError
 from devnet.network import READY_TIMEOUT_S, Devnet
 from devnet.processes import DevnetTimeout, NodeStatus, log_path
+from devnet.scenarios import SCENARIOS, ScenarioFailed, run_scenario
 
 __all__ = ["devnet"]
 
@@ -211,6 +212,26 @@ def heal(directory: Path) -> None:
     """Restore every link cut by `partition`."""
     _run(lambda: _open(directory).heal())
     click.echo("healed: every link allowed again")
+
+
+@devnet.command("scenario")
+@DIR_OPTION
+@click.argument("name", required=False)
+def scenario(directory: Path, name: str | None) -> None:
+    """Run fault scenario NAME (kills, partitions, checks) against the running devnet; without NAME, list them."""
+    by_name = {s.name: s for s in SCENARIOS}
+    if name is None:
+        for s in SCENARIOS:
+            click.echo(f"{s.name:<24} {s.description}")
+        return
+    if name not in by_name:
+        raise click.ClickException(f"no scenario {name!r}; there are {', '.join(by_name)}")
+    net = _open(directory)
+    try:
+        _run(lambda: run_scenario(net, by_name[name], click.echo))
+    except ScenarioFailed as exc:
+        raise click.ClickException(f"FAILED: {exc}") from None
+    click.echo(f"{name}: passed")
 
 
 def _run(action: Any) -> Any:

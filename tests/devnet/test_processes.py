@@ -44,9 +44,9 @@ def test_only_the_validators_own_process_counts(tmp_path: Path, fake_node: subpr
 def test_kill_and_stop_only_return_once_the_process_is_gone(tmp_path: Path, fake_node: subprocess.Popen[bytes]) -> None:
     entry = _entry(tmp_path / "v1", fake_node.pid)
     poll_until(lambda: is_running(entry), 10, "the fake node to exec")
-    stop_validator(entry)  # SIGTERM: the sleeper exits 0; a zombie of ours counts as gone
+    stop_validator(entry)  # SIGTERM; a zombie of ours counts as gone (and is reaped)
     assert not is_running(entry)
-    assert fake_node.wait(5) == 0
+    fake_node.wait(5)  # its status may be gone with the reaping: only that it ended matters
     kill_validator(entry)  # not running: nothing to do, no error
 
 
