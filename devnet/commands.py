@@ -86,13 +86,13 @@ def up(directory: Path, validators: int, period_seconds: int, hosts: str, no_sta
     interrupted = _InterruptFlag()
     try:
         with interrupted:
-            net.start_all()
-            click.echo(f"waiting for height {READY_HEIGHT} on every validator...", err=True)
             try:
+                net.start_all()
+                click.echo(f"waiting for height {READY_HEIGHT} on every validator...", err=True)
                 net.wait_for_height(READY_HEIGHT, ready_timeout)
-            except DevnetTimeout as exc:
+            except (DevnetTimeout, ManifestError) as exc:
                 logs = ", ".join(str(log_path(e)) for e in net.manifest.validators)
-                raise click.ClickException(f"{exc}; see the logs: {logs}") from None
+                raise click.ClickException(f"{exc}\nthe logs: {logs}") from None
             _print_status(net.status())
             _print_usage(net)
             if detach:

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cli.main import main
 from devnet.manifest import Manifest, ValidatorEntry
 from devnet.processes import is_running, poll_until
 from tests.e2e.conftest import MakeDevnet, kill_everything
@@ -136,3 +138,19 @@ def test_devnet_up_runs_until_interrupted_and_stops_every_validator(tmp_path: Pa
         if (directory / "devnet.json").exists():
             kill_everything(Devnet(directory))
 
+
+
+def test_up_fails_in_one_message_when_a_validator_cannot_start_and_leaves_nothing_running(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    runner = CliRunner()
+    created = runner.invoke(main, ["devnet", "up", "--dir", str(directory), "--no-start"])
+    assert created.exit_code == 0, created.output
+    (directory / "validators" / "v2" / "config.json").write_text("{ not json")
+    try:
+        result = runner.invoke(main, ["devnet", "up", "--dir", str(directory), "--detach"])
+        assert result.exit_code == 1, result.output
+        assert "v2 exited while starting" in result.output and "config is not JSON" in result.output
+        assert "Traceback" not in result.output
+        assert not any(is_running(e) for e in Manifest.load(directory).validators)
+    finally:
+        kill_everything(Devnet(directory))
