@@ -7,6 +7,7 @@ followed by the record's id. specs/state.md lists them.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -341,6 +342,12 @@ RECORD_TYPES: dict[bytes, type] = {
 }
 _FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in RECORD_TYPES.values()}
 
+_GETTERS = {
+    # attrgetter of one name returns the value itself, not a 1-tuple
+    cls: operator.attrgetter(*names) if len(names) > 1 else (lambda r, n=names[0]: (getattr(r, n),))
+    for cls, names in _FIELD_NAMES.items()
+}
+
 SINGLETON_KEYS = {ChainHead: b"c", Totals: b"t", Params: b"g", CommunityRules: b"b"}
 
 
@@ -414,8 +421,9 @@ def right_event_key(node: str, unit: str, grant: int, index: int) -> bytes:
     return b"H" + node.encode() + b"\x00" + unit.encode() + b"\x00" + grant.to_bytes(4, "big") + index.to_bytes(4, "big")
 
 
-def record_to_wire(record: Any) -> list[Any]:
-    return [getattr(record, name) for name in _FIELD_NAMES[type(record)]]
+def record_to_wire(record: Any) -> tuple[Any, ...]:
+    """The record's fields in order (msgpack encodes a tuple as an array)."""
+    return _GETTERS[type(record)](record)
 
 
 def record_from_wire(key: bytes, wire: list[Any]) -> Any:
