@@ -85,7 +85,7 @@ def _next_nonce(state: State, sender: bytes) -> int:
 
 def prevalidate(raws: Iterable[bytes], chain_id: str) -> list[Tx | Rejected]:
     """Decode and verify signatures, without state. Safe to run in a worker thread: it touches no
-    shared object. The caller adds the hashes of the returned `Tx`s to the SignatureCache."""
+    shared object. The caller remembers the returned `Tx`s in the SignatureCache."""
     out: list[Tx | Rejected] = []
     for raw in raws:
         try:
@@ -217,7 +217,7 @@ class Mempool:
             raise MempoolFull(f"{self._bytes} bytes pending, the limit is {self.max_bytes}")
         overlay = self._overlay.child()
         try:
-            process_tx(overlay, tx.raw, self._verified)
+            process_tx(overlay, tx, self._verified)
         except Rejected as exc:
             self._remember_rejected(tx.hash, exc)
             raise
@@ -237,7 +237,7 @@ class Mempool:
                 self.stats["rejected"] += 1
                 out.append(item)
                 continue
-            self._verified.add(item.hash)
+            self._verified.remember(item)
             try:
                 out.append(self.add_decoded(item, park=park))
             except (Rejected, MempoolFull) as exc:
@@ -268,7 +268,7 @@ class Mempool:
             tx_hash, entry = queue.popitem(last=False)
             overlay = self._overlay.child()
             try:
-                process_tx(overlay, entry.tx.raw, self._verified)
+                process_tx(overlay, entry.tx, self._verified)
             except Rejected as exc:
                 self._bytes -= entry.size
                 self._remember_rejected(tx_hash, exc)

@@ -205,6 +205,10 @@ def process_periods(state: State, to_period: int) -> None:
     members = t.member_count
     for q in range(head.period + 1, to_period + 1):
         ubi = compute_ubi_per_member(pool, params.ubi_fraction, members)
+        if ubi == 0:
+            # The pool and the member count stay as they are, so every later period opened here
+            # pays 0 too; an absent PeriodRecord means 0. This bounds the loop after a long gap.
+            break
         pool -= ubi * members
         reserve += ubi * members
         state.set_period_record(q, PeriodRecord(ubi, members))

@@ -69,19 +69,25 @@ TX_PROCESSORS: dict[str, Callable[[State, Tx], None]] = {
 check_invariant(TX_PROCESSORS.keys() == TX_SCHEMAS.keys(), "every transaction type has a schema and a processor")
 
 
-def process_tx(state: State, raw: bytes, verified: SignatureCache | None = None) -> Tx:
+def process_tx(state: State, tx_or_raw: bytes | Tx, verified: SignatureCache | None = None) -> Tx:
     """Apply one transaction to `state` (an overlay the caller drops if this raises Rejected).
 
-    Signatures are verified unless the hash is in `verified`; on success the hash is added to it.
+    Takes wire bytes or an already decoded `Tx`. Signatures are verified unless the hash is in
+    `verified`; on success the transaction is remembered there, so this node checks it once.
     """
-    tx = decode_tx(raw)
+    if isinstance(tx_or_raw, Tx):
+        tx = tx_or_raw
+    else:
+        tx = verified.decoded(tx_or_raw) if verified is not None else None
+        if tx is None:
+            tx = decode_tx(tx_or_raw)
     chain_id = state.get_params().chain_id
     if tx.body["chain"] != chain_id:
         raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {tx.body['chain']!r}, this is {chain_id!r}")
     if verified is None or tx.hash not in verified:
         verify_tx_signatures(tx, chain_id)
         if verified is not None:
-            verified.add(tx.hash)
+            verified.remember(tx)
     TX_PROCESSORS[tx.type](state, tx)
     return tx
 

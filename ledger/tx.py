@@ -263,23 +263,41 @@ def verify_tx_signatures(tx: Tx, chain_id: str) -> None:
 
 
 class SignatureCache:
-    """Hashes of transactions whose signatures this node has verified, so each is checked once.
+    """Transactions whose signatures this node has verified, so each is decoded and checked once.
 
-    Bounded: when full it forgets the oldest half (a forgotten hash is simply verified again).
+    It holds the hashes of verified transactions and, for the most recent ones, the decoded `Tx`
+    by its wire bytes, so block building and execution of a peer's proposal reuse what the mempool
+    decoded. Bounded: when full it forgets the oldest half (a forgotten one is simply decoded and
+    verified again).
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int = 200_000, decoded_capacity: int = 50_000) -> None:
         self._capacity = capacity
+        self._decoded_capacity = decoded_capacity
         self._hashes: dict[bytes, None] = {}
+        self._decoded: dict[bytes, Tx] = {}
 
     def __contains__(self, tx_hash: bytes) -> bool:
         return tx_hash in self._hashes
 
     def add(self, tx_hash: bytes) -> None:
+        """Record that the transaction with this hash has valid signatures."""
         if len(self._hashes) >= self._capacity:
             for h in list(self._hashes)[: self._capacity // 2]:
                 del self._hashes[h]
         self._hashes[tx_hash] = None
+
+    def remember(self, tx: Tx) -> None:
+        """Record a verified transaction and keep it decoded."""
+        self.add(tx.hash)
+        if len(self._decoded) >= self._decoded_capacity:
+            for raw in list(self._decoded)[: self._decoded_capacity // 2]:
+                del self._decoded[raw]
+        self._decoded[tx.raw] = tx
+
+    def decoded(self, raw: bytes) -> Tx | None:
+        """The verified transaction with these wire bytes, if it is still kept decoded."""
+        return self._decoded.get(raw)
 
     def __len__(self) -> int:
         return len(self._hashes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ledger import BlockInput, LedgerDB, MemoryStore
 from ledger.constants import RATE_SCALE
-from ledger.monetary import compute_settlement
+from ledger.monetary import compute_settlement, compute_ubi_per_member
 from ledger.queries import get_account_info, get_supply
 from tests.ledger.helpers import PERIOD_MS, commit_block, key, make_genesis, member_add_tx, member_remove_tx, transfer_tx
 
@@ -77,3 +77,16 @@ def test_slashing_moves_the_fraction_to_the_pool_and_returns_the_rest() -> None:
     assert db.view().get_validator(key(5).address) is None
     db.commit(db.execute(BlockInput(2, 2, (), (key(5).address,))))  # repeated evidence slashes nothing more
     assert get_supply(db.view())["slashed"] == 100_000
+
+
+def test_a_block_after_a_very_long_gap_opens_periods_in_bounded_work() -> None:
+    db = LedgerDB(MemoryStore(), make_genesis({1: 0, 2: 0}, commons_pool=1_000_000, members=(1, 2), demurrage_rate=0))
+    executed = db.execute(BlockInput(1, 10_000_000 * PERIOD_MS))
+    records = [k for k in executed.state.changes if k[:1] == b"p"]
+    # 10% of the pool each period: UBI per member reaches 0 after a few hundred periods, and later
+    # periods pay 0 without a record
+    assert 0 < len(records) < 500
+    db.commit(executed)
+    supply = get_supply(db.view())
+    assert supply["commons_pool"] + supply["ubi_reserve"] == 1_000_000
+    assert compute_ubi_per_member(supply["commons_pool"], RATE_SCALE // 10, 2) == 0
