@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from consensus.node_services import MempoolFull, NodeServices, TooManySubscribers, TxResult
-from ledger import Rejected
+from ledger import HistoryUnavailable, Rejected
 from ledger.constants import (
     MAX_AMOUNT,
     MAX_MEMO_BYTES,
@@ -359,17 +359,18 @@ async def handle_validators(ctx: CallContext, height: int | None = None) -> dict
 async def handle_proof(ctx: CallContext, address: bytes, height: int | None = None) -> dict[str, Any]:
     ledger = ctx.node.ledger
     head = ledger.head.height
-    if height is not None and height != head:
-        raise RpcError(
-            ErrorCode.UNAVAILABLE,
-            f"proofs are served against the head's state root only (height {head}), not height {height}",
-            {"head": head},
-        )
+    h = head if height is None else height
+    if h > head:
+        raise RpcError(ErrorCode.UNAVAILABLE, f"height {h} is not committed yet (head {head})", {"head": head})
     key = account_key(address)
-    value, proof = ledger.prove(key)
+    try:
+        value, proof = ledger.prove(key, h)
+    except HistoryUnavailable as exc:
+        raise RpcError(ErrorCode.UNAVAILABLE, str(exc), {"head": head}) from None
+    root = ledger.state_root if h == head else ledger.root_at(h)
     return {
-        "height": head,
-        "state_root": ledger.state_root.hex(),
+        "height": h,
+        "state_root": None if root is None else root.hex(),
         "address": address.hex(),
         "key": key.hex(),
         "value": None if value is None else value.hex(),

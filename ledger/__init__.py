@@ -5,7 +5,7 @@ Pure: no clock, no randomness, no network. Input: genesis and blocks. Output: st
 
 from ledger.errors import Code, InvariantViolation, Rejected, check_invariant
 from ledger.genesis import Genesis
-from ledger.ledger_db import ExecutedBlock, LedgerDB
+from ledger.ledger_db import ExecutedBlock, HistoryUnavailable, LedgerDB
 from ledger.store import LevelDBStore, MemoryStore
 from ledger.transition import BlockInput, apply_block, process_tx
 from ledger.tx import SignatureCache, Tx, decode_tx, make_tx
@@ -15,6 +15,7 @@ __all__ = [
     "Code",
     "ExecutedBlock",
     "Genesis",
+    "HistoryUnavailable",
     "InvariantViolation",
     "LedgerDB",
     "LevelDBStore",

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger import encoding
 from ledger.errors import Code, Rejected, check_invariant
 from ledger.genesis import Genesis
 from ledger.merkle import PendingRoot, Proof, StateCommitment
@@ -23,10 +24,22 @@ from ledger.tx import SignatureCache, Tx
 
 META_GENESIS = b"meta/genesis_hash"
 META_ROOT = b"meta/root/"  # + height (8 bytes big-endian) -> state root at that height
+META_UNDO = b"meta/undo/"  # + height -> what the block changed: [[key, previous value or None], ...]
+
+PROOF_HISTORY_HEIGHTS = 1_000
+"""How many past heights keep an undo log, so proofs can be served against their state roots."""
+
+
+class HistoryUnavailable(LookupError):
+    """A proof was asked for a height this store no longer (or never) kept history for."""
 
 
 def root_key(height: int) -> bytes:
     return META_ROOT + height.to_bytes(8, "big")
+
+
+def undo_key(height: int) -> bytes:
+    return META_UNDO + height.to_bytes(8, "big")
 
 
 @dataclass
@@ -46,8 +59,9 @@ class ExecutedBlock:
 
 
 class LedgerDB:
-    def __init__(self, store: Store, genesis: Genesis) -> None:
+    def __init__(self, store: Store, genesis: Genesis, history_heights: int = PROOF_HISTORY_HEIGHTS) -> None:
         self.store = store
+        self.history_heights = history_heights
         self.genesis = genesis
         self.committed = CommittedState(store)
         self.commitment = StateCommitment()
@@ -93,9 +107,29 @@ class LedgerDB:
     def totals(self) -> Totals:
         return self.committed.get(b"t")
 
-    def prove(self, key: bytes) -> tuple[bytes | None, Proof]:
-        """The committed value bytes of a state key (None if absent) and its proof against state_root."""
-        return self.store.get(STATE_PREFIX + key), self.commitment.prove(key)
+    def prove(self, key: bytes, height: int | None = None) -> tuple[bytes | None, Proof]:
+        """The value bytes of a state key (None if absent) at `height` (default: the head) and its
+        proof against that height's state root. Past heights are served for the last
+        `history_heights` blocks: the tree is rolled back in memory with the blocks' undo logs, and
+        the rolled-back root must equal the root committed at that height."""
+        head = self.head.height
+        if height is None or height == head:
+            return self.store.get(STATE_PREFIX + key), self.commitment.prove(key)
+        if not (max(0, head - self.history_heights) <= height < head):
+            raise HistoryUnavailable(
+                f"history is kept for heights {max(0, head - self.history_heights)} to {head}, not {height}"
+            )
+        rollback: dict[bytes, bytes | None] = {}
+        for h in range(head, height, -1):
+            data = self.store.get(undo_key(h))
+            if data is None:
+                raise HistoryUnavailable(f"no undo log for height {h}")
+            for k, previous in encoding.decode(data):
+                rollback[k] = previous
+        view = self.commitment.preview(rollback)
+        check_invariant(view.root == self.root_at(height), f"state rolled back to height {height} does not match its root")
+        value = rollback[key] if key in rollback else self.store.get(STATE_PREFIX + key)
+        return value, self.commitment.prove(key, view)
 
     # writes -----------------------------------------------------------------------------------------------
     def execute(self, block: BlockInput, verified: SignatureCache | None = None) -> ExecutedBlock:
@@ -122,7 +156,13 @@ class LedgerDB:
         if executed.base_height != self.head.height:
             raise Rejected(Code.BLOCK_HEIGHT, "the head moved since this block was executed")
         batch: dict[bytes, bytes | None] = {STATE_PREFIX + k: v for k, v in executed.encoded.items()}
-        batch[root_key(executed.block.height)] = executed.state_root
+        height = executed.block.height
+        batch[root_key(height)] = executed.state_root
+        if self.history_heights > 0:
+            get_previous = self.committed.get_encoded
+            batch[undo_key(height)] = encoding.encode_fast([[k, get_previous(k)] for k in executed.encoded])
+            if height > self.history_heights:
+                batch[undo_key(height - self.history_heights)] = None
         if extra:
             for k in extra:
                 check_invariant(not k.startswith(STATE_PREFIX) and not k.startswith(b"meta/"), "extra records stay out of the ledger's keys")

@@ -190,14 +190,22 @@ class StateCommitment:
             for i, h in changed.items():
                 level[i] = h
 
-    def prove(self, key: bytes) -> Proof:
+    def prove(self, key: bytes, view: PendingRoot | None = None) -> Proof:
+        """The proof of `key` against the root, or against `view.root` for a tree that differs from
+        this one by `view` (a preview of other changes, e.g. rolled back to an earlier height)."""
         kh = _h(key)
         index = compute_bucket_index(kh)
-        entries = self._buckets[index] or {}
+        if view is not None and index in view.buckets:
+            entries = view.buckets[index]
+        else:
+            entries = self._buckets[index] or {}
         siblings = []
         for depth in range(DEPTH):
             first = (index >> ARITY_BITS) << ARITY_BITS
             group = self._levels[depth][first : first + ARITY]
+            if view is not None:
+                changed = view.levels[depth]
+                group = [changed.get(first + j, h) for j, h in enumerate(group)]
             del group[index - first]
             siblings.append(tuple(group))
             index >>= ARITY_BITS

@@ -35,6 +35,15 @@ class StateReader(Protocol):
     def get(self, key: bytes) -> Any: ...
 
 
+def scan_prefix(reader: Any, prefix: bytes) -> dict[bytes, Any]:
+    """Every record whose key starts with `prefix`, by key in ascending order, as `reader` sees it.
+    For small record kinds only (validators): it reads them all."""
+    scan = getattr(reader, "scan", None)
+    if scan is None:
+        raise TypeError(f"{type(reader).__name__} cannot list records")
+    return scan(prefix)
+
+
 def encode_record(record: Any) -> bytes:
     return encoding.encode_fast(record_to_wire(record))
 
@@ -64,6 +73,20 @@ class CommittedState:
         self._cache[key] = record
         return record
 
+    def get_encoded(self, key: bytes) -> bytes | None:
+        """The committed value bytes of `key` (None if absent): re-encoded from the cache, which
+        gives the same bytes since the encoding is canonical, or read from the store."""
+        try:
+            record = self._cache[key]
+        except KeyError:
+            return self._store.get(STATE_PREFIX + key)
+        return None if record is None else encode_record(record)
+
+    def scan(self, prefix: bytes) -> dict[bytes, Any]:
+        """The committed records whose keys start with `prefix`, in key order."""
+        skip = len(STATE_PREFIX)
+        return {k[skip:]: decode_record(k[skip:], v) for k, v in self._store.iterate(STATE_PREFIX + prefix)}
+
     def updated(self, changes: dict[bytes, Any]) -> None:
         """Refresh the cache after `changes` were written to the store."""
         for key, record in changes.items():
@@ -91,6 +114,17 @@ class State:
 
     def delete(self, key: bytes) -> None:
         self._writes[key] = None
+
+    def scan(self, prefix: bytes) -> dict[bytes, Any]:
+        """The records whose keys start with `prefix` (this overlay's writes over its parent's), in key order."""
+        records = scan_prefix(self._parent, prefix)
+        for key, record in self._writes.items():
+            if key.startswith(prefix):
+                if record is None:
+                    records.pop(key, None)
+                else:
+                    records[key] = record
+        return dict(sorted(records.items()))
 
     def child(self) -> "State":
         return State(self)

@@ -48,6 +48,9 @@ def test_audit_of_a_running_then_stopped_node(network: Network) -> None:
     proved = audit("prove", key(2).address.hex(), "--rpc", url, "--genesis", genesis, "--json")
     assert proved.exit_code == 0, proved.stdout + proved.stderr  # type: ignore[attr-defined]
     assert json.loads(proved.stdout)["trust"] == "genesis"  # type: ignore[attr-defined]
+    at_one = audit("prove", key(2).address.hex(), "--height", "1", "--rpc", url, "--genesis", genesis, "--json")
+    assert at_one.exit_code == 0, at_one.stdout + at_one.stderr  # type: ignore[attr-defined]
+    assert json.loads(at_one.stdout)["height"] == 1  # type: ignore[attr-defined]
 
     assert net.stop(0) == 0
     from_home = audit("replay", "--home", str(home.root), "--json")

@@ -186,7 +186,10 @@ def test_proof_verifies_against_the_state_root(served: ServedNode, client: RpcCl
     assert not verify_proof(root, key_bytes, bytes.fromhex(answer["value"]) + b"\x00", proof)
     absent = client.call("proof", address="cd" * 32, height=1)
     assert absent["value"] is None and absent["account"] is None
-    assert error_of(client, "proof", address=addr(1), height=0).code == ErrorCode.UNAVAILABLE
+    past = client.call("proof", address=addr(1), height=0)  # before the transfer
+    assert past["height"] == 0 and past["account"]["nonce"] == 0 and past["state_root"] != answer["state_root"]
+    assert verify_proof(bytes.fromhex(past["state_root"]), key_bytes, bytes.fromhex(past["value"]), proof_from_json(past["proof"]))
+    assert error_of(client, "proof", address=addr(1), height=2).code == ErrorCode.UNAVAILABLE  # not yet committed
 
 
 def test_discover_serves_the_file_and_documents_every_method(client: RpcClient) -> None:
