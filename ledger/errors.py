@@ -51,6 +51,13 @@ class Code(enum.Enum):
     UNKNOWN_NEED_FLAG = (1326, "need flags name a flag genesis does not define")
     MODIFICATION_KIND = (1327, "genesis defines no modification of this kind")
     MODIFICATION_OUT_OF_BOUNDS = (1328, "the modification is outside the node's published guidelines")
+    # stake and validator-set changes (specs/consensus.md, "Stake and slashing")
+    ALREADY_VALIDATOR = (1400, "the key is already a bonded validator")
+    NOT_VALIDATOR = (1401, "the key is not a bonded validator")
+    STAKE_TOO_LOW = (1402, "stake below one coin gives no voting power")
+    VALIDATOR_QUORUM = (1403, "validators holding more than 2/3 of the voting power must sign")
+    VALIDATOR_SET_MINIMUM = (1404, "the change would leave no validator with voting power")
+    VALIDATOR_SLASHED = (1405, "a slashed validator key may not bond again")
 
     @property
     def number(self) -> int:

@@ -56,6 +56,15 @@ class Validator:
 
 
 @dataclass(frozen=True, slots=True)
+class SlashedValidator:
+    """A tombstone: the key was slashed at `height` and may never bond again (specs/consensus.md, STAKE-7)."""
+
+    height: int
+
+    PREFIX: ClassVar[bytes] = b"x"
+
+
+@dataclass(frozen=True, slots=True)
 class ChainHead:
     """Where the ledger is: the last applied block's height and time, and its period."""
 
@@ -335,7 +344,7 @@ class RightEvent:
 RECORD_TYPES: dict[bytes, type] = {
     cls.PREFIX: cls
     for cls in (
-        Account, Member, PeriodRecord, Validator, ChainHead, Totals, Params,
+        Account, Member, PeriodRecord, Validator, SlashedValidator, ChainHead, Totals, Params,
         CommunityRules, Node, FeeEpoch, Resource, QuotaPool, QuotaHolding, Provider,
         HousingUnit, Application, WaitingList, VacancyList, HousingRight, Residence, RightEvent,
     )
@@ -365,6 +374,10 @@ def period_key(period: int) -> bytes:
 
 def validator_key(address: bytes) -> bytes:
     return b"v" + address
+
+
+def slashed_validator_key(address: bytes) -> bytes:
+    return b"x" + address
 
 
 # Ids (node, resource, unit) are 1 to 32 characters of [a-z0-9._-] (specs/membership.md), so a NUL

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from ledger import housing, nodes, quotas
+from ledger import housing, nodes, quotas, staking
 from ledger.constants import MAX_TXS_PER_BLOCK, RATE_SCALE
 from ledger.errors import Code, Rejected, check_invariant
 from ledger.authorization import process_nonce, require_sole_signer
@@ -65,6 +65,9 @@ TX_PROCESSORS: dict[str, Callable[[State, Tx], None]] = {
     "housing_coholder_add": housing.process_housing_coholder_add,
     "housing_coholder_remove": housing.process_housing_coholder_remove,
     "housing_modify": housing.process_housing_modify,
+    # specs/consensus.md, "Stake and slashing"
+    "validator_bond": staking.process_validator_bond,
+    "validator_unbond": staking.process_validator_unbond,
 }
 check_invariant(TX_PROCESSORS.keys() == TX_SCHEMAS.keys(), "every transaction type has a schema and a processor")
 
@@ -100,7 +103,8 @@ def check_tx(state: State, raw: bytes, verified: SignatureCache | None = None) -
 # slashing ------------------------------------------------------------------------------------------------
 def process_slash(state: State, validator_address: bytes) -> int:
     """Move slash_fraction of a misbehaving validator's stake into the commons pool and remove it
-    from the validator set; its remaining stake returns to its account. Returns the amount slashed."""
+    from the validator set for good (a tombstone bars it from bonding again); its remaining stake
+    returns to its account. Returns the amount slashed."""
     validator = state.get_validator(validator_address)
     if validator is None:
         return 0  # already removed by earlier evidence
@@ -108,6 +112,7 @@ def process_slash(state: State, validator_address: bytes) -> int:
     slashed = validator.stake * params.slash_fraction // RATE_SCALE
     returned = validator.stake - slashed
     state.set_validator(validator_address, None)
+    staking.record_slashed(state, validator_address)
     account = settle_account(state, validator_address)
     state.set_account(validator_address, Account(account.balance + returned, account.nonce, account.settled_period))
     t = state.get_totals()

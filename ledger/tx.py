@@ -149,6 +149,9 @@ TX_SCHEMAS: dict[str, dict[str, Field]] = {
     "housing_coholder_add": _COHOLDER,
     "housing_coholder_remove": _COHOLDER,
     "housing_modify": {**_UNIT, "kind": Field(check_id), "area_delta": Field(check_int_range(-(10**9), 10**9))},
+    # stake (specs/consensus.md, "Stake and slashing"); `from` is the validator's own account
+    "validator_bond": {"validator": Field(check_address), "stake": Field(check_amount), "name": Field(check_text(64))},
+    "validator_unbond": {},
 }
 """Type-specific fields of each transaction type. A new type adds its schema here and its
 `process_<type>` function to ledger.transition.TX_PROCESSORS."""

@@ -1,0 +1,94 @@
+"""Stake: a validator bonds into the set with the consent of the current set, or unbonds out of it.
+
+Normative text: specs/consensus.md, "Stake and slashing" (STAKE-4 to STAKE-8) and "Validator-set
+changes". A change written by the block of height h takes effect in consensus at h + 1: the set of a
+height is the validator records after the block before it (VSET-1), so nothing here touches consensus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ledger.authorization import process_nonce, require_sole_signer
+from ledger.constants import UNITS_PER_COIN
+from ledger.errors import Code, Rejected
+from ledger.records import Account, SlashedValidator, Validator, slashed_validator_key
+from ledger.state import State, scan_prefix
+from ledger.tx import Tx
+
+
+def compute_voting_power(stake: int) -> int:
+    """Voting power of a stake: whole coins (STAKE-1)."""
+    return stake // UNITS_PER_COIN
+
+
+def read_validators(state: State) -> dict[bytes, Validator]:
+    """The bonded validators by address, in address order: the set of the next height when read
+    after the block before it."""
+    prefix_length = len(Validator.PREFIX)
+    return {key[prefix_length:]: record for key, record in scan_prefix(state, Validator.PREFIX).items()}
+
+
+def is_slashed(state: State, address: bytes) -> bool:
+    return state.get(slashed_validator_key(address)) is not None
+
+
+def require_validator_quorum(tx: Tx, validators: dict[bytes, Validator], admitted: bytes) -> int:
+    """Every signer other than `admitted` is a current validator, and together they hold strictly
+    more than 2/3 of the current total voting power (3 * signed > 2 * total). Returns the power signed."""
+    powers = {address: compute_voting_power(v.stake) for address, v in validators.items()}
+    total = sum(powers.values())
+    approvers = tx.signers - {admitted}
+    outsiders = approvers - powers.keys()
+    if outsiders:
+        raise Rejected(Code.UNAUTHORIZED, f"{len(outsiders)} signer(s) are neither the new validator nor current validators")
+    signed = sum(powers[address] for address in approvers)
+    if 3 * signed <= 2 * total:
+        raise Rejected(Code.VALIDATOR_QUORUM, f"validators holding {signed} of {total} voting power signed; more than 2/3 is needed")
+    return signed
+
+
+def process_validator_bond(state: State, tx: Tx) -> None:
+    """STAKE-4: a new validator bonds `stake` from its own account, with the consent of the set."""
+    validator, stake, name = tx.body["validator"], tx.body["stake"], tx.body["name"]
+    if validator != tx.sender:
+        raise Rejected(Code.UNAUTHORIZED, "a validator bonds from its own account: validator must equal from")
+    if validator not in tx.signers:
+        raise Rejected(Code.UNAUTHORIZED, "the new validator's key must sign its bond")
+    if compute_voting_power(stake) == 0:
+        raise Rejected(Code.STAKE_TOO_LOW, f"stake {stake} is below {UNITS_PER_COIN} (one coin, one vote)")
+    validators = read_validators(state)
+    if validator in validators:
+        raise Rejected(Code.ALREADY_VALIDATOR, f"{validator.hex()[:16]}… is already bonded")
+    if is_slashed(state, validator):
+        raise Rejected(Code.VALIDATOR_SLASHED, f"{validator.hex()[:16]}… was slashed and may not bond again")
+    require_validator_quorum(tx, validators, validator)
+    account = process_nonce(state, tx)  # settles the account first
+    if account.balance < stake:
+        raise Rejected(Code.INSUFFICIENT_FUNDS, f"balance {account.balance} < stake {stake}")
+    state.set_account(validator, Account(account.balance - stake, account.nonce, account.settled_period))
+    state.set_validator(validator, Validator(stake, name))
+    t = state.get_totals()
+    state.set_totals(replace(t, circulating=t.circulating - stake, bonded=t.bonded + stake))
+
+
+def process_validator_unbond(state: State, tx: Tx) -> None:
+    """STAKE-5: a validator leaves the set; its whole stake returns to its account."""
+    require_sole_signer(tx, tx.sender)
+    validators = read_validators(state)
+    record = validators.get(tx.sender)
+    if record is None:
+        raise Rejected(Code.NOT_VALIDATOR, f"{tx.sender.hex()[:16]}… is not a bonded validator")
+    remaining = sum(compute_voting_power(v.stake) for address, v in validators.items() if address != tx.sender)
+    if remaining == 0:
+        raise Rejected(Code.VALIDATOR_SET_MINIMUM, "the validators left would hold no voting power")
+    account = process_nonce(state, tx)
+    state.set_account(tx.sender, Account(account.balance + record.stake, account.nonce, account.settled_period))
+    state.set_validator(tx.sender, None)
+    t = state.get_totals()
+    state.set_totals(replace(t, circulating=t.circulating + record.stake, bonded=t.bonded - record.stake))
+
+
+def record_slashed(state: State, address: bytes) -> None:
+    """STAKE-7: the tombstone a slash leaves, at the slashing block's height."""
+    state.put(slashed_validator_key(address), SlashedValidator(state.get_head().height))
