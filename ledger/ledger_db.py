@@ -168,7 +168,7 @@ class LedgerDB:
                 check_invariant(not k.startswith(STATE_PREFIX) and not k.startswith(b"meta/"), "extra records stay out of the ledger's keys")
             batch.update(extra)
         self.store.write_batch(batch)
-        self.committed.updated(executed.state.changes)
+        self.committed.updated(executed.state.changes, executed.encoded)
         self.commitment.install(executed.pending_root)
         check_invariant(self.head.height == executed.block.height, "head did not advance to the committed block")
 

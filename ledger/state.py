@@ -53,13 +53,20 @@ def decode_record(key: bytes, data: bytes) -> Any:
 
 
 class CommittedState:
-    """Decoded reads of the committed state in a store, through a bounded cache of records."""
+    """Reads of the committed state in a store, through a bounded cache of each record and the
+    value bytes it was read or written as (so undo logs need no re-encoding)."""
 
     CACHE_MAX = 200_000
 
     def __init__(self, store: Any) -> None:
         self._store = store
         self._cache: dict[bytes, Any] = {}
+        self._encoded: dict[bytes, bytes | None] = {}
+
+    def _make_room(self) -> None:
+        if len(self._cache) >= self.CACHE_MAX:
+            self._cache.clear()
+            self._encoded.clear()
 
     def get(self, key: bytes) -> Any:
         try:
@@ -68,29 +75,28 @@ class CommittedState:
             pass
         data = self._store.get(STATE_PREFIX + key)
         record = None if data is None else decode_record(key, data)
-        if len(self._cache) >= self.CACHE_MAX:
-            self._cache.clear()
+        self._make_room()
         self._cache[key] = record
+        self._encoded[key] = data
         return record
 
     def get_encoded(self, key: bytes) -> bytes | None:
-        """The committed value bytes of `key` (None if absent): re-encoded from the cache, which
-        gives the same bytes since the encoding is canonical, or read from the store."""
+        """The committed value bytes of `key` (None if absent)."""
         try:
-            record = self._cache[key]
+            return self._encoded[key]
         except KeyError:
             return self._store.get(STATE_PREFIX + key)
-        return None if record is None else encode_record(record)
 
     def scan(self, prefix: bytes) -> dict[bytes, Any]:
         """The committed records whose keys start with `prefix`, in key order."""
         skip = len(STATE_PREFIX)
         return {k[skip:]: decode_record(k[skip:], v) for k, v in self._store.iterate(STATE_PREFIX + prefix)}
 
-    def updated(self, changes: dict[bytes, Any]) -> None:
-        """Refresh the cache after `changes` were written to the store."""
-        for key, record in changes.items():
-            self._cache[key] = record
+    def updated(self, changes: dict[bytes, Any], encoded: dict[bytes, bytes | None]) -> None:
+        """Refresh the cache after `changes` (records, and their value bytes) were written."""
+        self._make_room()
+        self._cache.update(changes)
+        self._encoded.update(encoded)
 
 
 class State:

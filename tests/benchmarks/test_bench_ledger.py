@@ -24,7 +24,9 @@ SENDERS = 2_000
 
 
 def _genesis(accounts: int, senders: list[Keypair]) -> Genesis:
-    registrar = Keypair.from_seed(b"\x01" * 32)
+    """`accounts` funded accounts; the first 200 senders are members of one city-state node, so
+    settlement pays UBI as well as demurrage."""
+    council = [Keypair.from_seed(bytes([0xC0 + i]) * 32) for i in range(3)]
     entries = [{"address": kp.address.hex(), "balance": 10**9} for kp in senders]
     entries += [{"address": (i.to_bytes(8, "big") * 4).hex(), "balance": 1} for i in range(accounts - len(senders))]
     total = sum(e["balance"] for e in entries) + 10**12
@@ -34,9 +36,20 @@ def _genesis(accounts: int, senders: list[Keypair]) -> Genesis:
         "params": {"period_seconds": 60, "demurrage_rate": RATE_SCALE // 10_000, "ubi_fraction": RATE_SCALE // 100, "slash_fraction": 0},
         "total_supply": total,
         "commons_pool": 10**12,
-        "registrar": registrar.address.hex(),
         "accounts": entries,
-        "members": [kp.address.hex() for kp in senders[:200]],
+        "validators": [],
+        "resources": [],
+        "housing": {},
+        "nodes": [
+            {
+                "id": "bench",
+                "council": {"keys": [kp.address.hex() for kp in council], "threshold": 2},
+                "members": [kp.address.hex() for kp in senders[:200]],
+                "caps": {},
+                "providers": [],
+                "units": [],
+            }
+        ],
     }
     return Genesis.from_document(doc)
 
