@@ -18,8 +18,13 @@ from devnet.commands import devnet
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hearth")
-def main() -> None:
-    """Hearth: a fixed-supply, demurrage currency with UBI, quotas and housing rights, on a BFT ledger."""
+@click.option("--rpc", "rpc_url", metavar="URL", default=None, help="The node's JSON-RPC address for every command below (or each command's --rpc, env HEARTH_RPC).")
+@click.option("--home", metavar="DIR", default=None, help="Where keys live, for every wallet command below (or each command's --home, env HEARTH_HOME).")
+@click.option("--json", "as_json", is_flag=True, default=False, help="Machine-readable JSON from every command below.")
+def main(rpc_url: str | None, home: str | None, as_json: bool) -> None:
+    """Hearth: a fixed-supply, demurrage currency with UBI, quotas and housing rights, on a BFT ledger.
+
+    The global options apply to the wallet and chain commands; a command's own option wins."""
 
 
 # wallet and chain commands (cli/keys.py, wallet.py, member.py, quota.py, housing.py, tx_commands.py, chain.py)

@@ -27,6 +27,14 @@ def test_status(hearth: Hearth, served: ServedNode) -> None:
     assert machine["height"] == 0 and machine["state_root"] == served.node.ledger.state_root.hex()
 
 
+def test_global_options_on_the_root_group(hearth: Hearth, served: ServedNode) -> None:
+    """`hearth --rpc URL --json status`: the root group's options reach the command."""
+    machine = as_json(hearth("--rpc", served.url, "--json", "status", env={"HEARTH_RPC": None}))  # type: ignore[dict-item]
+    assert machine["state_root"] == served.node.ledger.state_root.hex()
+    unreachable = hearth("--rpc", "http://127.0.0.1:9/", "status", env={"HEARTH_RPC": None})  # type: ignore[dict-item]
+    assert unreachable.exit_code != 0 and "Traceback" not in unreachable.output
+
+
 def test_balance_with_projection(hearth: Hearth, served: ServedNode, alice: str) -> None:
     served.run(lambda: served.node.commit_block(time_ms=2 * PERIOD_MS))
     human = hearth("wallet", "balance", "alice", "--periods", "5")
