@@ -85,9 +85,12 @@ def build_genesis_document(
     validators: Sequence[tuple[str, bytes]],
     demo_keys: Mapping[str, bytes],
     economy: DevnetEconomy = DevnetEconomy(),
+    extra_accounts: Sequence[tuple[bytes, int]] = (),
 ) -> dict[str, Any]:
     """The genesis document; `validators` are (name, address), `demo_keys` maps every name of
-    DEMO_KEY_NAMES to its address. Raises `ledger.errors.Rejected` if the ledger would refuse it."""
+    DEMO_KEY_NAMES to its address; `extra_accounts` are further funded (address, balance) accounts
+    (the network benchmark's 10,000 senders), added to the total supply.
+    Raises `ledger.errors.Rejected` if the ledger would refuse it."""
     if not validators:
         raise ValueError("a devnet needs at least one validator")
     missing = [n for names in DEMO_KEY_NAMES.values() for n in names if n not in demo_keys]
@@ -95,6 +98,7 @@ def build_genesis_document(
         raise ValueError(f"demo keys missing: {missing}")
     members = [demo_keys[name] for name in DEMO_MEMBERS]
     accounts = [{"address": address.hex(), "balance": economy.member_balance} for address in members]
+    accounts += [{"address": address.hex(), "balance": balance} for address, balance in extra_accounts]
     doc: dict[str, Any] = {
         "chain_id": chain_id,
         "genesis_time_ms": genesis_time_ms,
@@ -104,7 +108,9 @@ def build_genesis_document(
             "ubi_fraction": economy.ubi_fraction,
             "slash_fraction": economy.slash_fraction,
         },
-        "total_supply": economy.member_balance * len(accounts) + economy.commons_pool + economy.validator_stake * len(validators),
+        "total_supply": economy.member_balance * len(members)
+        + sum(balance for _, balance in extra_accounts)
+        + economy.commons_pool + economy.validator_stake * len(validators),
         "commons_pool": economy.commons_pool,
         "accounts": accounts,
         "validators": [{"address": address.hex(), "name": name, "stake": economy.validator_stake} for name, address in validators],

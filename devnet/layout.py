@@ -16,6 +16,7 @@ import random
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,11 +65,13 @@ def create_devnet(
     period_seconds: int = DevnetEconomy.period_seconds,
     hosts: tuple[str, ...] = (),
     chain_id: str | None = None,
+    extra_accounts: Sequence[tuple[bytes, int]] = (),
 ) -> Manifest:
     """Write a new devnet at `directory` (which must not hold one) and return its manifest.
 
     With `hosts`, one validator per host (host names or addresses the validators can reach each
-    other at), each listening on all interfaces at the default ports; else `validators` on loopback."""
+    other at), each listening on all interfaces at the default ports; else `validators` on loopback.
+    `extra_accounts`: further funded (address, balance) accounts in the genesis (benchmarks)."""
     directory = directory.resolve()
     if (directory / MANIFEST_NAME).exists():
         raise ManifestError(f"{directory} already holds a devnet; use it, or delete the directory for a new one")
@@ -114,6 +117,7 @@ def create_devnet(
         [(name, kp.public_key) for name, kp in zip(names, keypairs)],
         {name: kp.address for name, kp in demo.items()},
         replace(DevnetEconomy(), period_seconds=period_seconds),
+        extra_accounts,
     )
     text = json.dumps(genesis, indent=2) + "\n"
     (directory / "genesis.json").write_text(text)

@@ -1,0 +1,232 @@
+"""Open-loop load generator for the network benchmark, run as its own process:
+
+    python -m tests.benchmarks.loadgen --devnet DIR --accounts N --seconds S --rates R1,R2,... --out FILE
+
+Each step offers rate R for S seconds of pre-signed transfers (signed before the step starts, so the
+step costs the generator only JSON and HTTP). Transactions go out on a fixed schedule every TICK_S
+whatever the answers (open loop); a transaction's latency runs from its scheduled submit time to the
+moment a `new_block` notification naming it arrives on a websocket subscription to the first
+validator. Account i submits only to validator i mod 4, and an account's consecutive transfers are
+`accounts` transactions apart, so the node sees each account's nonces in order.
+
+A step is kept up with when, within DRAIN_S after it ends, at least KEEP_UP of its transactions are
+committed and fewer than 1% were refused; the steps stop at the first that is not (or after the list),
+and then one more step runs at half the best committed rate. The result (a JSON file) lists every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ledger import make_tx
+from ledger.crypto import Keypair, sha256
+
+TICK_S = 0.02
+BATCH_MAX = 100
+"""JSON-RPC calls per HTTP batch (the server's max_batch)."""
+IN_FLIGHT_MAX = 32
+"""HTTP requests outstanding per validator; later ones wait their turn (their latency still runs
+from their scheduled time, so a slow submit path shows as latency, not as dropped transfers)."""
+DRAIN_S = 4.0
+KEEP_UP = 0.97
+AMOUNT = 1
+
+
+def account_key(i: int) -> Keypair:
+    """The benchmark's funded account i (deterministic, so the genesis and the generator agree)."""
+    return Keypair.from_seed(b"hearth-bench-account" + i.to_bytes(12, "big"))
+
+
+class Generator:
+    def __init__(self, manifest: dict[str, Any], accounts: int) -> None:
+        self.chain_id: str = manifest["chain_id"]
+        self.urls: list[str] = [v["rpc_url"] for v in manifest["validators"]]
+        self.keys = [account_key(i) for i in range(accounts)]
+        self.nonces = [0] * accounts
+        self.next_sender = 0
+        self.committed_at: dict[bytes, float] = {}
+        self.refused: int = 0
+        self.refusals: dict[str, int] = {}
+        self.in_flight = [asyncio.Semaphore(IN_FLIGHT_MAX) for _ in self.urls]
+        self.late_ticks = 0
+        self.blocks: list[tuple[float, int]] = []
+
+    def sign(self, count: int) -> list[tuple[int, bytes, bytes]]:
+        """`count` transfers: (validator index, raw, hash), senders in turn, each to the next account."""
+        out = []
+        n = len(self.keys)
+        for _ in range(count):
+            s = self.next_sender
+            self.next_sender = (s + 1) % n
+            raw = make_tx(self.chain_id, "transfer", self.keys[s], self.nonces[s], to=self.keys[(s + 1) % n].address, amount=AMOUNT)
+            self.nonces[s] += 1
+            out.append((s % len(self.urls), raw, sha256(raw)))
+        return out
+
+    async def watch(self, session: aiohttp.ClientSession) -> None:
+        url = self.urls[0].replace("http://", "ws://") + "/ws"
+        async with session.ws_connect(url, max_msg_size=1 << 26, heartbeat=None) as ws:
+            await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"event": "new_block"}}))
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                now = time.monotonic()
+                data = json.loads(msg.data)
+                result = data.get("params", {}).get("result")
+                if not result:
+                    if data.get("params", {}).get("error"):
+                        print(f"loadgen: subscription error {data['params']['error']}", file=sys.stderr)
+                    continue
+                hashes = result.get("tx_hashes", [])
+                self.blocks.append((now, len(hashes)))
+                for h in hashes:
+                    self.committed_at.setdefault(bytes.fromhex(h), now)
+
+    async def _post(self, session: aiohttp.ClientSession, node: int, raws: list[bytes]) -> None:
+        async with self.in_flight[node]:
+            await self._send(session, node, raws)
+
+    async def _send(self, session: aiohttp.ClientSession, node: int, raws: list[bytes]) -> None:
+        try:
+            body = [{"jsonrpc": "2.0", "id": i, "method": "submit_tx", "params": {"tx": raw.hex()}} for i, raw in enumerate(raws)]
+            async with session.post(self.urls[node] + "/", json=body) as response:
+                answer = await response.json(content_type=None)
+            if not isinstance(answer, list):
+                answer = [answer] * len(raws)
+            for item in answer:
+                if "error" in item:
+                    self.refused += 1
+                    key = str(item["error"].get("message", item["error"]))[:60]
+                    self.refusals[key] = self.refusals.get(key, 0) + 1
+        except Exception as exc:  # a lost request: count every call in it as refused
+            self.refused += len(raws)
+            key = type(exc).__name__
+            self.refusals[key] = self.refusals.get(key, 0) + len(raws)
+
+    async def step(self, session: aiohttp.ClientSession, rate: float, seconds: float) -> dict[str, Any]:
+        txs = self.sign(int(rate * seconds))
+        refused_before = self.refused
+        scheduled: list[tuple[bytes, float]] = []
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic() + 0.2
+        sent = 0
+        tick = 0
+        while sent < len(txs):
+            at = start + tick * TICK_S
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -TICK_S:
+                self.late_ticks += 1
+            due = min(len(txs), int(rate * (tick + 1) * TICK_S))
+            per_node: dict[int, list[bytes]] = {}
+            for node, raw, h in txs[sent:due]:
+                per_node.setdefault(node, []).append(raw)
+                scheduled.append((h, at))
+            sent = due
+            tick += 1
+            for node, raws in per_node.items():
+                for i in range(0, len(raws), BATCH_MAX):
+                    task = asyncio.create_task(self._post(session, node, raws[i : i + BATCH_MAX]))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        end = start + seconds
+        deadline = time.monotonic() + seconds + DRAIN_S + 60  # bounded drain
+        while time.monotonic() < deadline:
+            done = sum(1 for h, _ in scheduled if h in self.committed_at)
+            if done >= len(scheduled) or time.monotonic() > end + DRAIN_S:
+                break
+            await asyncio.sleep(0.25)
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        latencies = sorted(self.committed_at[h] - at for h, at in scheduled if h in self.committed_at and self.committed_at[h] <= end + DRAIN_S)
+        committed = len(latencies)
+        refused = self.refused - refused_before
+        in_window = [t for t, _ in self.blocks if start <= t <= end + DRAIN_S]
+        result = {
+            "offered_per_s": round(rate),
+            "seconds": seconds,
+            "submitted": len(scheduled),
+            "committed": committed,
+            "refused": refused,
+            "committed_per_s": round(committed / seconds, 1),
+            "kept_up": committed >= KEEP_UP * len(scheduled) and refused < 0.01 * len(scheduled),
+            "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
+            "latency_p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3) if latencies else None,
+            "latency_max_s": round(latencies[-1], 3) if latencies else None,
+            "blocks": len(in_window),
+            "late_ticks": self.late_ticks,
+            "refusals": dict(self.refusals),
+        }
+        self.refusals.clear()
+        self.late_ticks = 0
+        print(f"loadgen: {json.dumps(result)}", file=sys.stderr, flush=True)
+        return result
+
+    async def settle(self, session: aiohttp.ClientSession, seconds: float) -> None:
+        """Let the previous step's leftovers commit (until a block with no transactions, at most 120 s
+        more), then take every account's nonce from the chain: refused transfers leave gaps."""
+        await asyncio.sleep(seconds)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not self.blocks or self.blocks[-1][1] > 0):
+            await asyncio.sleep(0.5)
+        for i in range(0, len(self.keys), BATCH_MAX):
+            body = [{"jsonrpc": "2.0", "id": j, "method": "account", "params": {"address": self.keys[j].address.hex()}} for j in range(i, min(i + BATCH_MAX, len(self.keys)))]
+            async with session.post(self.urls[0] + "/", json=body) as response:
+                for item in await response.json(content_type=None):
+                    self.nonces[item["id"]] = item["result"]["nonce"]
+
+
+async def run(devnet: Path, accounts: int, seconds: float, rates: list[float]) -> dict[str, Any]:
+    manifest = json.loads((devnet / "devnet.json").read_text())
+    gen = Generator(manifest, accounts)
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+        watcher = asyncio.create_task(gen.watch(session))
+        await asyncio.sleep(1.0)
+        steps = []
+        best: dict[str, Any] | None = None
+        for rate in rates:
+            result = await gen.step(session, rate, seconds)
+            steps.append(result)
+            if not result["kept_up"]:
+                break
+            best = result
+            await gen.settle(session, 2.0)
+        half = None
+        if best is not None:
+            await gen.settle(session, 5.0)
+            half = await gen.step(session, best["committed_per_s"] / 2, seconds)
+        watcher.cancel()
+        try:
+            await watcher
+        except (asyncio.CancelledError, Exception):
+            pass
+    return {"steps": steps, "best": best, "half": half, "nonces_used": sum(gen.nonces)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devnet", type=Path, required=True)
+    parser.add_argument("--accounts", type=int, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--rates", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")][:12]
+    result = asyncio.run(run(args.devnet, args.accounts, args.seconds, rates))
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

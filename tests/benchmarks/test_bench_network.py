@@ -1,0 +1,106 @@
+"""Network throughput and latency (issue 9 item 2): 4 validators on loopback, open-loop load.
+
+A devnet of 4 validators whose genesis also funds 10,000 benchmark accounts; the load generator
+(tests/benchmarks/loadgen.py, its own process) steps the offered rate up through fractions of
+L = 2V/4 until commits stop keeping up, then runs one step at half the best committed rate.
+After the run: conservation (RPC `supply`) and the same block hash and state root on every node.
+
+Targets (V measured in the same run): committed/s >= 0.45 L; p50 <= 1 s and p99 <= 2 s
+submit-to-commit at that rate. Recorded, not asserted (the machine is shared and noisy).
+
+    HEARTH_BENCH_NET_SECONDS   seconds per step (default 60; 10 is a quick run)
+    HEARTH_BENCH_NET_FRACTIONS offered rates as fractions of L (default 0.15,0.25,...,0.75)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from consensus.config import NodeHome
+from devnet.layout import create_devnet
+from devnet.manifest import ValidatorEntry
+from devnet.network import Devnet
+from devnet.processes import rpc
+from tests.benchmarks.loadgen import account_key
+from tests.benchmarks.results import measure_verify_rate, record
+
+VALIDATORS = 4
+ACCOUNTS = 10_000
+BALANCE = 10**12
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _agreement(entries: tuple[ValidatorEntry, ...]) -> dict[str, Any]:
+    """Every node at one common height: the same block hash and state root there, and supply conserved."""
+    target = max(rpc(e, "status")["height"] for e in entries)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and min(rpc(e, "status")["height"] for e in entries) < target:
+        time.sleep(0.5)
+    headers = [rpc(e, "block", height=target)["header"] for e in entries]
+    supplies = [rpc(e, "supply") for e in entries]
+    parts = ("circulating", "commons_pool", "ubi_reserve", "bonded")
+    return {
+        "height": target,
+        "same_block_hash": len({h["hash"] for h in headers}) == 1,
+        "same_state_root": len({h["state_root"] for h in headers}) == 1,
+        "conserved": all(sum(s[p] for p in parts) == s["total"] for s in supplies),
+    }
+
+
+def test_network_throughput_and_latency(tmp_path: Path) -> None:
+    v = measure_verify_rate()
+    limit = 2 * v / VALIDATORS
+    seconds = float(os.environ.get("HEARTH_BENCH_NET_SECONDS", "60"))
+    fractions = [float(f) for f in os.environ.get("HEARTH_BENCH_NET_FRACTIONS", "0.15,0.25,0.35,0.45,0.55,0.65,0.75").split(",")]
+    accounts = [(account_key(i).address, BALANCE) for i in range(ACCOUNTS)]
+    manifest = create_devnet(tmp_path / "net", validators=VALIDATORS, period_seconds=30, extra_accounts=accounts)
+    for entry in manifest.validators:  # the generator is one client submitting thousands of calls a second
+        home = NodeHome(Path(entry.home))
+        config = home.load_config()
+        home.write_config(replace(config, rpc=replace(config.rpc, rate_per_s=1_000_000, rate_burst=2_000_000)))
+    net = Devnet(tmp_path / "net")
+    out = tmp_path / "loadgen.json"
+    try:
+        net.start_all()
+        net.wait_for_height(3, timeout_s=60)
+        rates = ",".join(str(round(f * limit)) for f in fractions)
+        bound = (len(fractions) + 1) * (seconds + 130) + 120
+        subprocess.run(
+            [sys.executable, "-m", "tests.benchmarks.loadgen", "--devnet", str(tmp_path / "net"), "--accounts", str(ACCOUNTS),
+             "--seconds", str(seconds), "--rates", rates, "--out", str(out)],
+            cwd=ROOT, check=True, timeout=bound,
+        )
+        result = json.loads(out.read_text())
+        checks = _agreement(net.reload().validators)
+    finally:
+        net.stop_all()
+    best, half = result["best"] or {}, result["half"] or {}
+    committed = best.get("committed_per_s", 0.0)
+    figures = {
+        "V_verify_per_s": round(v),
+        "L_2V_over_4": round(limit),
+        "step_seconds": seconds,
+        "committed_per_s": committed,
+        "committed_fraction_of_L": round(committed / limit, 3),
+        "committed_target_fraction": 0.45,
+        "latency_p50_s": best.get("latency_p50_s"),
+        "latency_p99_s": best.get("latency_p99_s"),
+        "latency_max_s": best.get("latency_max_s"),
+        "latency_target_p50_s": 1.0,
+        "latency_target_p99_s": 2.0,
+        "half_rate_per_s": half.get("committed_per_s"),
+        "half_latency_p50_s": half.get("latency_p50_s"),
+        "half_latency_p99_s": half.get("latency_p99_s"),
+        "half_latency_max_s": half.get("latency_max_s"),
+        "steps": [{k: s[k] for k in ("offered_per_s", "committed_per_s", "kept_up", "latency_p50_s", "latency_p99_s", "refused")} for s in result["steps"]],
+        **checks,
+    }
+    record("network_4_validators", figures)
+    assert checks["same_block_hash"] and checks["same_state_root"] and checks["conserved"]
