@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import encoding, housing, nodes, quotas
-from ledger.constants import MAX_SIGNATURES_PER_TX, RATE_SCALE
+from ledger.constants import MAX_AMOUNT, MAX_SIGNATURES_PER_TX, RATE_SCALE
 from ledger.crypto import address_from_text, sha256
 from ledger.errors import Code, Rejected
 from ledger.records import (
@@ -171,6 +171,8 @@ def _parse_node(i: int, entry: Any, rules: CommunityRules, resources: dict[str, 
             attributes_hash = bytes.fromhex(attributes)
         except ValueError:
             raise _fail(f"{where}.units[{j}].attributes must be hex") from None
+        if len(attributes_hash) != 32:  # fromhex skips spaces
+            raise _fail(f"{where}.units[{j}].attributes must be 64 hex characters (a SHA-256 hash)")
         units.append((_id(u.get("id"), f"{where}.units[{j}].id"), _int(u, "capacity", 1, housing.MAX_HOUSEHOLD), attributes_hash))
     if len({u[0] for u in units}) != len(units):
         raise _fail(f"{where}.units repeats a unit id")
@@ -238,22 +240,31 @@ class Genesis:
         return sha256(encoding.encode(self.document))
 
     @classmethod
-    def from_json(cls, text: str) -> "Genesis":
+    def from_json(cls, text: str | bytes) -> "Genesis":
         try:
             doc = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise _fail(f"not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits, nesting
+            raise _fail(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
         return cls.from_document(doc)
 
     @classmethod
     def from_file(cls, path: str) -> "Genesis":
         with open(path, "rb") as f:
-            return cls.from_json(f.read().decode("utf-8", errors="strict"))
+            data = f.read()
+        try:
+            text = data.decode("utf-8", errors="strict")
+        except UnicodeDecodeError as exc:
+            raise _fail(f"not UTF-8: {exc}") from None
+        return cls.from_json(text)
 
     @classmethod
     def from_document(cls, doc: Any) -> "Genesis":
         if not isinstance(doc, dict):
             raise _fail("genesis must be a JSON object")
+        try:  # the genesis hash is of the canonical encoding: the whole document must have one
+            encoding.encode(doc)
+        except (ValueError, RecursionError) as exc:  # EncodingError, lone surrogates (UnicodeEncodeError)
+            raise _fail(f"genesis has no canonical encoding: {type(exc).__name__}: {str(exc)[:200]}") from None
         chain_id = doc.get("chain_id")
         if not isinstance(chain_id, str) or not (1 <= len(chain_id) <= 64) or not chain_id.isprintable():
             raise _fail("chain_id must be 1 to 64 printable characters")
@@ -262,8 +273,8 @@ class Genesis:
             raise _fail("params must be an object")
         params = Params(
             chain_id=chain_id,
-            genesis_time_ms=_int(doc, "genesis_time_ms"),
-            period_seconds=_int(p, "period_seconds", 1),
+            genesis_time_ms=_int(doc, "genesis_time_ms", 0, MAX_AMOUNT),
+            period_seconds=_int(p, "period_seconds", 1, MAX_AMOUNT // 1000),
             demurrage_rate=_int(p, "demurrage_rate", 0, RATE_SCALE - 1),
             ubi_fraction=_int(p, "ubi_fraction", 0, RATE_SCALE),
             slash_fraction=_int(p, "slash_fraction", 0, RATE_SCALE),
@@ -271,7 +282,7 @@ class Genesis:
         total_supply = _int(doc, "total_supply", 1, 2**63 - 1)
         commons_pool = _int(doc, "commons_pool")
         accounts: dict[bytes, int] = {}
-        for i, entry in enumerate(doc.get("accounts", [])):
+        for i, entry in enumerate(_list(doc, "accounts", "")):
             if not isinstance(entry, dict):
                 raise _fail(f"accounts[{i}] must be an object")
             address = _address(entry.get("address"), f"accounts[{i}].address")
@@ -282,7 +293,7 @@ class Genesis:
         rules = _parse_rules(doc, resources)
         node_specs = _parse_nodes(doc, rules, resources)
         validators: dict[bytes, tuple[str, int]] = {}
-        for i, entry in enumerate(doc.get("validators", [])):
+        for i, entry in enumerate(_list(doc, "validators", "")):
             if not isinstance(entry, dict):
                 raise _fail(f"validators[{i}] must be an object")
             address = _address(entry.get("address"), f"validators[{i}].address")
