@@ -70,7 +70,7 @@ from consensus.rpc_server import RpcConfig, RpcServer
 from consensus.signer import Signer
 from consensus.signer_guard import ConsensusWAL, FileSignerGuard
 from consensus.types import CommitCertificate, Proposal, Vote, VoteKind, vote_sign_bytes
-from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, SignatureCache
+from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, Rejected, SignatureCache
 from ledger.crypto import sha256
 
 __all__ = ["Node", "FRAME_KINDS"]
@@ -87,6 +87,11 @@ TX_BATCH_QUEUE_MAX = 256
 MAX_SEEN = 100_000
 MAX_TX_WAITERS = 100_000
 MAX_HELD_BLOCKS = 16
+BLOCK_PRECHECK_MIN_TXS = 16
+"""A proposed block carrying at least this many transactions whose signatures this node has not
+checked yet has them checked in the verifier thread before the engine sees it, so the event loop
+keeps answering votes and RPC meanwhile (and the engine's execution finds them in the cache)."""
+MAX_PRECHECKING_BLOCKS = 8
 """Blocks held back by the drift rule at once; past it a far-future block goes to the engine
 (whose validity check does not read the clock) and is prevoted on like any other."""
 
@@ -153,6 +158,9 @@ class Node:
         self._waiters: dict[bytes, list[asyncio.Future[TxResult]]] = {}
         self._tx_batches: asyncio.Queue[list[bytes]] | None = None
         self._verifier = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-verify")
+        self._block_verifier = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-verify-block")
+        self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
+        self._submitted: list[tuple[bytes, asyncio.Future[None]]] = []  # RPC submissions awaiting one batched check
         self._applying_sync = False
         self._last_progress: tuple[int, int, int] = (0, 0, 0)
         self._fatal: BaseException | None = None
@@ -217,6 +225,7 @@ class Node:
         await self.rpc.close()
         await self.p2p.stop()
         self._verifier.shutdown(wait=True, cancel_futures=True)
+        self._block_verifier.shutdown(wait=True, cancel_futures=True)
         self.wal.close()
         self.store.close()
         log.info("node %s stopped at height %d", self.config.moniker, self._ledger.head.height)
@@ -439,6 +448,8 @@ class Node:
             decoded = self.app.decode(block)
             if decoded is None or decoded.hash != claimed or decoded.header.height != height:
                 raise MessageInvalid("block frame: not a block, or not the block it names")
+            if not from_wal and self._precheck(peer, payload, claimed, height, decoded.txs):
+                return
             event = BlockReceived(height, block)
             ahead_ms = self.app.ahead_of_clock_ms(decoded)
             if ahead_ms > 0 and not from_wal and len(self._held) < MAX_HELD_BLOCKS:
@@ -465,6 +476,36 @@ class Node:
         elif self._signed_here(event):
             self._own.append((height, _event_round(event), kind, payload))  # resend what we said before the crash
         self._feed(event)
+
+    def _precheck(self, peer: Peer | None, payload: Any, claimed: bytes, height: int, txs: tuple[bytes, ...]) -> bool:
+        """Whether the block frame goes to the verifier thread first (it comes back through
+        `_receive_consensus` once its unseen signatures are in the cache); a copy of a block being
+        checked is dropped."""
+        if claimed in self._prechecking:
+            return True
+        head = self._ledger.head.height
+        if not head < height <= head + 2 or len(self._prechecking) >= MAX_PRECHECKING_BLOCKS:
+            return False
+        unseen = [raw for raw in txs if sha256(raw) not in self.verified]
+        if len(unseen) < BLOCK_PRECHECK_MIN_TXS:
+            return False
+        self._prechecking.add(claimed)
+        self._spawn(self._precheck_block(peer, payload, claimed, unseen))
+        return True
+
+    async def _precheck_block(self, peer: Peer | None, payload: Any, claimed: bytes, unseen: list[bytes]) -> None:
+        try:
+            checked = await asyncio.get_running_loop().run_in_executor(self._block_verifier, prevalidate, unseen, self.chain_id)
+        finally:
+            self._prechecking.discard(claimed)
+        for item in checked:
+            if not isinstance(item, Rejected):
+                self.verified.remember(item)  # a refused one is found again by the engine's execution
+        try:
+            self._receive_consensus(peer, "block", payload, from_wal=False)
+        except (MessageInvalid, ValueError, TypeError, KeyError) as exc:
+            self.stats["invalid_messages"] += 1
+            log.debug("invalid block from %s: %s", peer.name if peer else "?", exc)
 
     def _signed_here(self, event: Event) -> bool:
         if isinstance(event, VoteReceived):
@@ -504,6 +545,8 @@ class Node:
     # transactions ----------------------------------------------------------------------------------
     async def submit_tx(self, raw: bytes) -> bytes:
         assert self._mempool_ready is not None
+        if sha256(raw) not in self.verified:
+            await self._check_submitted(raw)
         await self._mempool_ready.wait()  # a new transaction is checked after the re-checked ones
         try:
             _, tx_hash = self.mempool.add(raw)
@@ -512,6 +555,29 @@ class Node:
                 raise  # node_services re-exports the mempool's exception: nothing to translate
             raise RpcMempoolFull(exc.message) from None
         return tx_hash
+
+    async def _check_submitted(self, raw: bytes) -> None:
+        """Signature checks of RPC submissions off the event loop, one verifier call for all the
+        submissions of a loop turn (a JSON-RPC batch arrives as many calls at once). A valid one
+        enters the cache, so `Mempool.add` does not verify again; an invalid one is refused there.
+        Submissions resume in the order they came, so one client's nonces stay in order."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._submitted:
+            asyncio.get_running_loop().call_soon(lambda: self._spawn(self._check_submitted_batch()))
+        self._submitted.append((raw, future))
+        await future
+
+    async def _check_submitted_batch(self) -> None:
+        batch, self._submitted = self._submitted, []
+        try:
+            checked = await asyncio.get_running_loop().run_in_executor(self._verifier, prevalidate, [raw for raw, _ in batch], self.chain_id)
+            for item in checked:
+                if not isinstance(item, Rejected):
+                    self.verified.remember(item)
+        finally:
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
         if not isinstance(payload, list) or not all(isinstance(raw, bytes) for raw in payload):
