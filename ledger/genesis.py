@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import encoding, housing, nodes, quotas
-from ledger.constants import MAX_AMOUNT, MAX_SIGNATURES_PER_TX, RATE_SCALE
+from ledger.constants import MAX_AMOUNT, MAX_SIGNATURES_PER_TX, RATE_SCALE, UNITS_PER_COIN
 from ledger.crypto import address_from_text, sha256
 from ledger.errors import Code, Rejected
 from ledger.records import (
@@ -28,6 +28,11 @@ from ledger.records import (
 )
 from ledger.state import State
 from ledger.tx import is_valid_id
+
+
+MAX_GENESIS_VALIDATORS = 256
+"""consensus.constants.MAX_VALIDATORS: a genesis whose set of validators with voting power is larger
+cannot form the set of height 1 (specs/consensus.md, ValidatorSet)."""
 
 
 def _fail(message: str) -> Rejected:
@@ -303,6 +308,9 @@ class Genesis:
             if address in validators:
                 raise _fail(f"validators[{i}] repeats an address")
             validators[address] = (name, _int(entry, "stake", 1))
+        voting = sum(1 for _, stake in validators.values() if stake >= UNITS_PER_COIN)
+        if voting > MAX_GENESIS_VALIDATORS:
+            raise _fail(f"{voting} validators with voting power; a validator set holds at most {MAX_GENESIS_VALIDATORS}")
         allocated = sum(accounts.values()) + commons_pool + sum(s for _, s in validators.values())
         if allocated != total_supply:
             raise _fail(f"allocations add up to {allocated}, not the total supply {total_supply}")

@@ -85,3 +85,19 @@ def test_valid_genesis_still_round_trips() -> None:
     again = Genesis.from_json(json.dumps(genesis.document))
     assert again.hash == genesis.hash
     LedgerDB(MemoryStore(), again)
+
+
+def test_genesis_with_more_voting_validators_than_a_set_holds_is_invalid() -> None:
+    from consensus.constants import MAX_VALIDATORS
+    from ledger.constants import UNITS_PER_COIN
+    from ledger.genesis import MAX_GENESIS_VALIDATORS
+
+    assert MAX_GENESIS_VALIDATORS == MAX_VALIDATORS
+    doc = copy.deepcopy(community_genesis().document)
+    stakes = [UNITS_PER_COIN] * MAX_VALIDATORS + [UNITS_PER_COIN - 1] * 3  # powerless ones do not count
+    doc["validators"] = [{"address": (i + 1).to_bytes(32, "big").hex(), "stake": s} for i, s in enumerate(stakes)]
+    doc["total_supply"] += sum(stakes)
+    Genesis.from_document(doc)  # a full set is fine
+    doc["validators"].append({"address": (10_000).to_bytes(32, "big").hex(), "stake": UNITS_PER_COIN})
+    doc["total_supply"] += UNITS_PER_COIN
+    _check_invalid(lambda: Genesis.from_document(doc))
