@@ -28,3 +28,6 @@ SIGNATURE_BYTES = 64
 
 MERKLE_BUCKET_BITS = 16
 """The state commitment hashes every key into one of 2**MERKLE_BUCKET_BITS buckets."""
+
+UNBONDING_HEIGHTS = 1_000
+"""Blocks an unbonding validator's stake stays bonded, and slashable, after it leaves the set."""

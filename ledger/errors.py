@@ -58,6 +58,7 @@ class Code(enum.Enum):
     VALIDATOR_QUORUM = (1403, "validators holding more than 2/3 of the voting power must sign")
     VALIDATOR_SET_MINIMUM = (1404, "the change would leave no validator with voting power")
     VALIDATOR_SLASHED = (1405, "a slashed validator key may not bond again")
+    VALIDATOR_UNBONDING = (1406, "the key's earlier stake is still unbonding")
 
     @property
     def number(self) -> int:

@@ -65,6 +65,26 @@ class SlashedValidator:
 
 
 @dataclass(frozen=True, slots=True)
+class Unbonding:
+    """Stake of a validator that left the set: still bonded and slashable until the block of
+    `release_height`, which returns it to the account (specs/consensus.md, STAKE-5)."""
+
+    stake: int
+    release_height: int
+
+    PREFIX: ClassVar[bytes] = b"y"
+
+
+@dataclass(frozen=True, slots=True)
+class UnbondingRelease:
+    """The addresses whose unbonding stake the block of one height returns, in unbonding order."""
+
+    addresses: list[bytes]
+
+    PREFIX: ClassVar[bytes] = b"z"
+
+
+@dataclass(frozen=True, slots=True)
 class ChainHead:
     """Where the ledger is: the last applied block's height and time, and its period."""
 
@@ -344,7 +364,7 @@ class RightEvent:
 RECORD_TYPES: dict[bytes, type] = {
     cls.PREFIX: cls
     for cls in (
-        Account, Member, PeriodRecord, Validator, SlashedValidator, ChainHead, Totals, Params,
+        Account, Member, PeriodRecord, Validator, SlashedValidator, Unbonding, UnbondingRelease, ChainHead, Totals, Params,
         CommunityRules, Node, FeeEpoch, Resource, QuotaPool, QuotaHolding, Provider,
         HousingUnit, Application, WaitingList, VacancyList, HousingRight, Residence, RightEvent,
     )
@@ -378,6 +398,14 @@ def validator_key(address: bytes) -> bytes:
 
 def slashed_validator_key(address: bytes) -> bytes:
     return b"x" + address
+
+
+def unbonding_key(address: bytes) -> bytes:
+    return b"y" + address
+
+
+def unbonding_release_key(height: int) -> bytes:
+    return b"z" + height.to_bytes(8, "big")
 
 
 # Ids (node, resource, unit) are 1 to 32 characters of [a-z0-9._-] (specs/membership.md), so a NUL

@@ -10,9 +10,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ledger.authorization import process_nonce, require_sole_signer
-from ledger.constants import UNITS_PER_COIN
+from ledger.constants import RATE_SCALE, UNBONDING_HEIGHTS, UNITS_PER_COIN
 from ledger.errors import Code, Rejected
-from ledger.records import Account, SlashedValidator, Validator, slashed_validator_key
+from ledger.monetary import settle_account
+from ledger.records import (
+    Account,
+    SlashedValidator,
+    Unbonding,
+    UnbondingRelease,
+    Validator,
+    slashed_validator_key,
+    unbonding_key,
+    unbonding_release_key,
+)
 from ledger.state import State, scan_prefix
 from ledger.tx import Tx
 
@@ -62,6 +72,9 @@ def process_validator_bond(state: State, tx: Tx) -> None:
         raise Rejected(Code.ALREADY_VALIDATOR, f"{validator.hex()[:16]}… is already bonded")
     if is_slashed(state, validator):
         raise Rejected(Code.VALIDATOR_SLASHED, f"{validator.hex()[:16]}… was slashed and may not bond again")
+    pending = state.get(unbonding_key(validator))
+    if pending is not None:
+        raise Rejected(Code.VALIDATOR_UNBONDING, f"{validator.hex()[:16]}…'s earlier stake unbonds at height {pending.release_height}")
     require_validator_quorum(tx, validators, validator)
     account = process_nonce(state, tx)  # settles the account first
     if account.balance < stake:
@@ -73,7 +86,8 @@ def process_validator_bond(state: State, tx: Tx) -> None:
 
 
 def process_validator_unbond(state: State, tx: Tx) -> None:
-    """STAKE-5: a validator leaves the set; its whole stake returns to its account."""
+    """STAKE-5: a validator leaves the set at once; its stake stays bonded, and slashable, for
+    UNBONDING_HEIGHTS blocks, then returns to its account (process_unbonding_releases)."""
     require_sole_signer(tx, tx.sender)
     validators = read_validators(state)
     record = validators.get(tx.sender)
@@ -82,11 +96,68 @@ def process_validator_unbond(state: State, tx: Tx) -> None:
     remaining = sum(compute_voting_power(v.stake) for address, v in validators.items() if address != tx.sender)
     if remaining == 0:
         raise Rejected(Code.VALIDATOR_SET_MINIMUM, "the validators left would hold no voting power")
-    account = process_nonce(state, tx)
-    state.set_account(tx.sender, Account(account.balance + record.stake, account.nonce, account.settled_period))
+    process_nonce(state, tx)
+    release_height = state.get_head().height + UNBONDING_HEIGHTS
     state.set_validator(tx.sender, None)
+    state.put(unbonding_key(tx.sender), Unbonding(record.stake, release_height))
+    queue = state.get(unbonding_release_key(release_height))
+    addresses = [] if queue is None else list(queue.addresses)
+    state.put(unbonding_release_key(release_height), UnbondingRelease(addresses + [tx.sender]))
+
+
+def process_unbonding_releases(state: State, height: int) -> None:
+    """At the start of the block of `height`: return the unbonding stake due at this height."""
+    queue = state.get(unbonding_release_key(height))
+    if queue is None:
+        return
+    state.delete(unbonding_release_key(height))
+    for address in queue.addresses:
+        unbonding = state.get(unbonding_key(address))
+        if unbonding is None or unbonding.release_height != height:
+            continue
+        state.delete(unbonding_key(address))
+        account = settle_account(state, address)
+        state.set_account(address, Account(account.balance + unbonding.stake, account.nonce, account.settled_period))
+        t = state.get_totals()
+        state.set_totals(replace(t, circulating=t.circulating + unbonding.stake, bonded=t.bonded - unbonding.stake))
+
+
+def process_slash(state: State, address: bytes) -> int:
+    """STAKE-6/7: move slash_fraction of a misbehaving validator's stake, bonded or unbonding, to the
+    commons pool. A bonded validator leaves the set and the rest of its stake returns to its account;
+    unbonding stake keeps waiting for its release. A tombstone bars the key for good, and evidence
+    against a key already slashed slashes nothing more. Returns the amount slashed."""
+    if is_slashed(state, address):
+        return 0
+    validator = state.get_validator(address)
+    unbonding = state.get(unbonding_key(address))
+    if validator is None and unbonding is None:
+        return 0
+    fraction = state.get_params().slash_fraction
+    slashed = returned = 0
+    if validator is not None:
+        cut = validator.stake * fraction // RATE_SCALE
+        slashed += cut
+        returned = validator.stake - cut
+        state.set_validator(address, None)
+        account = settle_account(state, address)
+        state.set_account(address, Account(account.balance + returned, account.nonce, account.settled_period))
+    if unbonding is not None:
+        cut = unbonding.stake * fraction // RATE_SCALE
+        slashed += cut
+        state.put(unbonding_key(address), Unbonding(unbonding.stake - cut, unbonding.release_height))
+    record_slashed(state, address)
     t = state.get_totals()
-    state.set_totals(replace(t, circulating=t.circulating + record.stake, bonded=t.bonded - record.stake))
+    state.set_totals(
+        replace(
+            t,
+            bonded=t.bonded - slashed - returned,
+            commons_pool=t.commons_pool + slashed,
+            circulating=t.circulating + returned,
+            slashed=t.slashed + slashed,
+        )
+    )
+    return slashed
 
 
 def record_slashed(state: State, address: bytes) -> None:

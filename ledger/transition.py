@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ledger import housing, nodes, quotas, staking
-from ledger.constants import MAX_TXS_PER_BLOCK, RATE_SCALE
+from ledger.constants import MAX_TXS_PER_BLOCK
 from ledger.errors import Code, Rejected, check_invariant
 from ledger.authorization import process_nonce, require_sole_signer
 from ledger.monetary import check_conservation, compute_period, process_periods, settle_account
@@ -102,30 +102,8 @@ def check_tx(state: State, raw: bytes, verified: SignatureCache | None = None) -
 
 # slashing ------------------------------------------------------------------------------------------------
 def process_slash(state: State, validator_address: bytes) -> int:
-    """Move slash_fraction of a misbehaving validator's stake into the commons pool and remove it
-    from the validator set for good (a tombstone bars it from bonding again); its remaining stake
-    returns to its account. Returns the amount slashed."""
-    validator = state.get_validator(validator_address)
-    if validator is None:
-        return 0  # already removed by earlier evidence
-    params = state.get_params()
-    slashed = validator.stake * params.slash_fraction // RATE_SCALE
-    returned = validator.stake - slashed
-    state.set_validator(validator_address, None)
-    staking.record_slashed(state, validator_address)
-    account = settle_account(state, validator_address)
-    state.set_account(validator_address, Account(account.balance + returned, account.nonce, account.settled_period))
-    t = state.get_totals()
-    state.set_totals(
-        replace(
-            t,
-            bonded=t.bonded - validator.stake,
-            commons_pool=t.commons_pool + slashed,
-            circulating=t.circulating + returned,
-            slashed=t.slashed + slashed,
-        )
-    )
-    return slashed
+    """Slash a validator that verified evidence shows misbehaved: ledger/staking.py, STAKE-6/7."""
+    return staking.process_slash(state, validator_address)
 
 
 # the block -------------------------------------------------------------------------------------------------
@@ -141,6 +119,7 @@ def process_block_header(state: State, block: BlockInput) -> None:
     period = compute_period(block.time_ms, params.genesis_time_ms, params.period_seconds)
     process_periods(state, period)
     state.set_head(ChainHead(block.height, block.time_ms, period))
+    staking.process_unbonding_releases(state, block.height)
 
 
 def apply_block(state: State, block: BlockInput, verified: SignatureCache | None = None) -> list[Tx]:

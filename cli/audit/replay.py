@@ -13,7 +13,7 @@ For every height h, in order (specs/audit.md, "Replay"):
 5. the block re-executed by the ledger (every transaction signature verified), its state root
    compared with the header's;
 6. the conservation identity on the committed totals, and two sums the replay keeps itself: the
-   stored account balances add up to `circulating` and the validator stakes to `bonded`.
+   stored account balances add up to `circulating` and the validator stakes, bonded and unbonding, to `bonded`.
 
 The first failure stops the replay and is reported as a `Divergence` naming the height.
 
@@ -44,7 +44,7 @@ from ledger import BlockInput, Genesis, InvariantViolation, LedgerDB, MemoryStor
 from ledger.crypto import verify_signature
 from ledger.monetary import compute_period
 from ledger.queries import get_supply
-from ledger.records import Account, Validator
+from ledger.records import Account, Unbonding, Validator
 from ledger.state import STATE_PREFIX
 from ledger.tx import verify_tx_signatures
 
@@ -203,6 +203,7 @@ class Replayer:
         records = genesis.initial_records()
         self.index = KeyIndex(records)
         self._validators: dict[bytes, Validator] = {k[1:]: r for k, r in records.items() if k[:1] == Validator.PREFIX}
+        self._unbonding: dict[bytes, int] = {k[1:]: r.stake for k, r in records.items() if k[:1] == Unbonding.PREFIX}
         self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
         self._sets: dict[bytes, ValidatorSet] = {}
         self._node_state: NodeStateSource | None = None
@@ -411,6 +412,11 @@ class Replayer:
                     self._validators.pop(key[1:], None)
                 else:
                     self._validators[key[1:]] = record
+            elif kind == Unbonding.PREFIX:
+                if record is None:
+                    self._unbonding.pop(key[1:], None)
+                else:
+                    self._unbonding[key[1:]] = record.stake
         self.index.update(changes)
 
     def _check_conservation(self, height: int) -> None:
@@ -422,9 +428,9 @@ class Replayer:
             raise _Diverged(height, "conservation", f"a supply part is negative: {t}")
         if self._balance_sum != t.circulating:
             raise _Diverged(height, "conservation", f"account balances add up to {self._balance_sum}, circulating is {t.circulating}")
-        stakes = sum(v.stake for v in self._validators.values())
+        stakes = sum(v.stake for v in self._validators.values()) + sum(self._unbonding.values())
         if stakes != t.bonded:
-            raise _Diverged(height, "conservation", f"validator stakes add up to {stakes}, bonded is {t.bonded}")
+            raise _Diverged(height, "conservation", f"validator stakes, bonded and unbonding, add up to {stakes}, bonded is {t.bonded}")
 
     def _snapshot(self, result: ReplayResult) -> None:
         if self.snapshots:

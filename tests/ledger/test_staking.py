@@ -8,7 +8,8 @@ from typing import Any
 
 from ledger import BlockInput, LedgerDB
 from ledger.errors import Code
-from ledger.records import SlashedValidator, Validator, slashed_validator_key
+from ledger.constants import UNBONDING_HEIGHTS
+from ledger.records import SlashedValidator, Unbonding, Validator, slashed_validator_key, unbonding_key, unbonding_release_key
 from ledger.staking import read_validators
 from ledger.tx import encode_body, sign_tx
 from tests.ledger.helpers import CHAIN_ID, addr, assert_rejected, key, make_genesis, new_ledger, nonce_of, signed_tx
@@ -43,6 +44,12 @@ def unbond_tx(db: LedgerDB, sender: int, cosigners: tuple[int, ...] = ()) -> byt
     return signed_tx("validator_unbond", sender, nonce_of(db, sender), cosigners=cosigners)
 
 
+def advance_to(db: LedgerDB, height: int) -> None:
+    """Empty blocks up to and including `height`."""
+    while db.head.height < height:
+        commit(db)
+
+
 def balance(db: LedgerDB, i: int) -> int:
     account = db.view().get_account(addr(i))
     return 0 if account is None else account.balance
@@ -62,25 +69,51 @@ def test_bond_moves_stake_from_circulating_to_bonded() -> None:
     assert nonce_of(db, NEW) == 1
 
 
-def test_unbond_returns_the_whole_stake_and_removes_the_record() -> None:
+def test_unbond_leaves_the_set_at_once_and_returns_the_stake_after_the_unbonding_heights() -> None:
     db = ledger()
     before = db.totals()
-    commit(db, unbond_tx(db, 11))
-    after = db.totals()
+    commit(db, unbond_tx(db, 11))  # height 1
+    release = 1 + UNBONDING_HEIGHTS
     assert db.get_record(b"v" + addr(11)) is None
+    assert addr(11) not in read_validators(db.view())
+    assert db.get_record(unbonding_key(addr(11))) == Unbonding(3 * COIN, release)
+    assert balance(db, 11) == 5 * COIN and db.totals().bonded == before.bonded  # still bonded, slashable
+    advance_to(db, release - 1)
+    assert balance(db, 11) == 5 * COIN
+    advance_to(db, release)
+    after = db.totals()
     assert balance(db, 11) == 5 * COIN + 3 * COIN
     assert after.bonded == before.bonded - 3 * COIN
     assert after.circulating == before.circulating + 3 * COIN
     assert after.total_supply == before.total_supply
-    assert addr(11) not in read_validators(db.view())
+    assert db.get_record(unbonding_key(addr(11))) is None and db.get_record(unbonding_release_key(release)) is None
 
 
-def test_bond_then_unbond_restores_the_balance() -> None:
+def test_bond_then_unbond_restores_the_balance_after_the_unbonding_heights() -> None:
     db = ledger()
     commit(db, bond_tx(db))
     commit(db, unbond_tx(db, NEW))
+    advance_to(db, 2 + UNBONDING_HEIGHTS)
     assert balance(db, NEW) == NEW_BALANCE
     assert db.totals().bonded == sum(POWERS.values()) * COIN
+
+
+def test_unbonding_stake_is_still_slashed() -> None:
+    """An equivocator cannot escape its slash by unbonding before the evidence is included."""
+    db = ledger()
+    commit(db, unbond_tx(db, 11))
+    before = db.totals()
+    commit(db, slashes=(addr(11),))
+    cut = 3 * COIN // 20  # slash_fraction 5%
+    after = db.totals()
+    assert after.slashed == before.slashed + cut and after.commons_pool == before.commons_pool + cut
+    assert after.bonded == before.bonded - cut
+    assert db.get_record(unbonding_key(addr(11))) == Unbonding(3 * COIN - cut, 1 + UNBONDING_HEIGHTS)
+    commit(db, slashes=(addr(11),))  # the same evidence again slashes nothing more
+    assert db.totals().slashed == after.slashed
+    advance_to(db, 1 + UNBONDING_HEIGHTS)
+    assert balance(db, 11) == 5 * COIN + 3 * COIN - cut
+    assert db.totals().bonded == before.bonded - 3 * COIN
 
 
 def test_just_above_two_thirds_is_accepted() -> None:
@@ -98,10 +131,11 @@ def test_a_bonded_validator_counts_towards_the_next_change() -> None:
     assert addr(6) in read_validators(db.view())
 
 
-def test_a_voluntarily_unbonded_validator_may_bond_again() -> None:
+def test_a_voluntarily_unbonded_validator_may_bond_again_once_its_stake_is_released() -> None:
     db = ledger()
     commit(db, bond_tx(db))
     commit(db, unbond_tx(db, NEW))
+    advance_to(db, 2 + UNBONDING_HEIGHTS)
     commit(db, bond_tx(db))
     assert addr(NEW) in read_validators(db.view())
 
@@ -159,6 +193,13 @@ def test_a_slashed_validator_may_not_bond_again() -> None:
     db = ledger()
     commit(db, slashes=(addr(11),))
     assert_rejected(db, bond_tx(db, (12, 13, 14), sender=11, stake=COIN), Code.VALIDATOR_SLASHED)
+
+
+def test_bond_while_the_earlier_stake_is_unbonding_is_rejected() -> None:
+    db = ledger()
+    commit(db, bond_tx(db))
+    commit(db, unbond_tx(db, NEW))
+    assert_rejected(db, bond_tx(db), Code.VALIDATOR_UNBONDING)
 
 
 def test_unbond_of_a_non_validator_is_rejected() -> None:

@@ -48,4 +48,4 @@ def test_bond_and_unbond_take_effect_at_the_next_height() -> None:
     c.app.apply_synced(data2, certificate(2, hash2, (*VALIDATORS[:3], NEW)).to_bytes())  # 50 of 60
     assert new not in c.app.validator_set(3)
     assert c.app.validator_set(2).power_of(new) == 20  # the set of a past height stays
-    assert c.ledger.totals().bonded == 40 * COIN
+    assert c.ledger.totals().bonded == 60 * COIN  # the unbonding stake stays bonded, and slashable, until released
