@@ -14,14 +14,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.benchmarks.results import record
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_MIB = 1024
 
+pytestmark = pytest.mark.timeout(1900)
+
 _CHILD = """
 import json, resource, sys
 from pathlib import Path
+
+import pytest
 from tests.benchmarks.test_bench_ledger import _run
 accounts = int(sys.argv[1])
 times = _run(Path(sys.argv[2]), accounts, 8)
