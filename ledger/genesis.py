@@ -309,6 +309,8 @@ class Genesis:
                 raise _fail(f"validators[{i}] repeats an address")
             validators[address] = (name, _int(entry, "stake", 1))
         voting = sum(1 for _, stake in validators.values() if stake >= UNITS_PER_COIN)
+        if validators and voting == 0:  # (a ledger without validators at all is for tests and tools)
+            raise _fail("no validator has voting power (a stake of at least one coin): no block could ever be made")
         if voting > MAX_GENESIS_VALIDATORS:
             raise _fail(f"{voting} validators with voting power; a validator set holds at most {MAX_GENESIS_VALIDATORS}")
         allocated = sum(accounts.values()) + commons_pool + sum(s for _, s in validators.values())

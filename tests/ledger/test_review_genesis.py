@@ -101,3 +101,15 @@ def test_genesis_with_more_voting_validators_than_a_set_holds_is_invalid() -> No
     doc["validators"].append({"address": (10_000).to_bytes(32, "big").hex(), "stake": UNITS_PER_COIN})
     doc["total_supply"] += UNITS_PER_COIN
     _check_invalid(lambda: Genesis.from_document(doc))
+
+
+def test_genesis_whose_validators_all_lack_voting_power_is_invalid() -> None:
+    from ledger.constants import UNITS_PER_COIN
+
+    doc = copy.deepcopy(community_genesis().document)
+    doc["validators"] = [{"address": (i + 1).to_bytes(32, "big").hex(), "stake": UNITS_PER_COIN - 1} for i in range(3)]
+    doc["total_supply"] += 3 * (UNITS_PER_COIN - 1)
+    _check_invalid(lambda: Genesis.from_document(doc))
+    doc["validators"][0]["stake"] += 1
+    doc["total_supply"] += 1
+    Genesis.from_document(doc)
