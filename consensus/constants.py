@@ -1,6 +1,6 @@
 """Fixed constants of the consensus protocol. Tunable values (timeouts) live in `EngineConfig`."""
 
-from ledger.constants import ADDRESS_BYTES, SIGNATURE_BYTES
+from ledger.constants import ADDRESS_BYTES, MAX_VALIDATORS, SIGNATURE_BYTES  # MAX_VALIDATORS: the ledger keeps the set within it
 
 __all__ = [
     "ADDRESS_BYTES",
@@ -26,8 +26,6 @@ HASH_BYTES = 32
 MAX_HEIGHT = 2**63 - 1
 MAX_ROUND = 2**31 - 1
 
-MAX_VALIDATORS = 256
-"""Largest validator set. Bounds certificates, vote tallies and proposer-selection work."""
 
 MAX_TOTAL_VOTING_POWER = 2**60
 """Largest sum of voting power, so that priorities (within +-2 * total) fit in a signed 64-bit int."""

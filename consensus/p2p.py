@@ -391,7 +391,7 @@ class P2P:
         except EncodingError:
             self.stats["dropped_malformed"] += 1
             return
-        if not (isinstance(frame, list) and len(frame) == 2 and frame[0] in self._kinds):
+        if not (isinstance(frame, list) and len(frame) == 2 and isinstance(frame[0], str) and frame[0] in self._kinds):
             self.stats["dropped_malformed"] += 1
             return
         self.stats[f"received_{frame[0]}"] += 1

@@ -31,3 +31,7 @@ MERKLE_BUCKET_BITS = 16
 
 UNBONDING_HEIGHTS = 1_000
 """Blocks an unbonding validator's stake stays bonded, and slashable, after it leaves the set."""
+
+MAX_VALIDATORS = 256
+"""Largest set of validators with voting power. Bounds certificates, vote tallies and proposer
+selection; genesis and validator_bond keep the set within it (consensus imports it from here)."""

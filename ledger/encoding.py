@@ -53,7 +53,7 @@ def has_canonical_form(obj: Any, depth: int = 0) -> bool:
     With this, `encode_fast(obj) == data` proves `data` canonical, without rebuilding the value."""
     if isinstance(obj, dict):
         keys = list(obj)
-        if depth > MAX_DEPTH or keys != sorted(keys) or not all(isinstance(k, str) for k in keys):
+        if depth > MAX_DEPTH or not all(type(k) is str for k in keys) or keys != sorted(keys):
             return False
         return all(has_canonical_form(v, depth + 1) for v in obj.values() if isinstance(v, (dict, list, float)))
     if isinstance(obj, list):

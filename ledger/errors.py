@@ -59,6 +59,7 @@ class Code(enum.Enum):
     VALIDATOR_SET_MINIMUM = (1404, "the change would leave no validator with voting power")
     VALIDATOR_SLASHED = (1405, "a slashed validator key may not bond again")
     VALIDATOR_UNBONDING = (1406, "the key's earlier stake is still unbonding")
+    VALIDATOR_SET_FULL = (1407, "the validator set already has the largest number of validators with voting power")
 
     @property
     def number(self) -> int:

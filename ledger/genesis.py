@@ -26,13 +26,14 @@ from ledger.records import (
     resource_key,
     validator_key,
 )
+from ledger.constants import MAX_VALIDATORS
 from ledger.state import State
 from ledger.tx import is_valid_id
 
 
-MAX_GENESIS_VALIDATORS = 256
-"""consensus.constants.MAX_VALIDATORS: a genesis whose set of validators with voting power is larger
-cannot form the set of height 1 (specs/consensus.md, ValidatorSet)."""
+MAX_GENESIS_VALIDATORS = MAX_VALIDATORS
+"""A genesis whose set of validators with voting power is larger cannot form the set of height 1
+(specs/consensus.md, ValidatorSet)."""
 
 
 def _fail(message: str) -> Rejected:

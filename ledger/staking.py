@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ledger.authorization import process_nonce, require_sole_signer
-from ledger.constants import RATE_SCALE, UNBONDING_HEIGHTS, UNITS_PER_COIN
+from ledger.constants import MAX_VALIDATORS, RATE_SCALE, UNBONDING_HEIGHTS, UNITS_PER_COIN
 from ledger.errors import Code, Rejected
 from ledger.monetary import settle_account
 from ledger.records import (
@@ -75,6 +75,9 @@ def process_validator_bond(state: State, tx: Tx) -> None:
     pending = state.get(unbonding_key(validator))
     if pending is not None:
         raise Rejected(Code.VALIDATOR_UNBONDING, f"{validator.hex()[:16]}…'s earlier stake unbonds at height {pending.release_height}")
+    powered = sum(1 for v in validators.values() if compute_voting_power(v.stake) > 0)
+    if powered >= MAX_VALIDATORS:
+        raise Rejected(Code.VALIDATOR_SET_FULL, f"{powered} validators with voting power; at most {MAX_VALIDATORS}")
     require_validator_quorum(tx, validators, validator)
     account = process_nonce(state, tx)  # settles the account first
     if account.balance < stake:
@@ -94,7 +97,7 @@ def process_validator_unbond(state: State, tx: Tx) -> None:
     if record is None:
         raise Rejected(Code.NOT_VALIDATOR, f"{tx.sender.hex()[:16]}… is not a bonded validator")
     remaining = sum(compute_voting_power(v.stake) for address, v in validators.items() if address != tx.sender)
-    if remaining == 0:
+    if remaining == 0 and compute_voting_power(record.stake) > 0:
         raise Rejected(Code.VALIDATOR_SET_MINIMUM, "the validators left would hold no voting power")
     process_nonce(state, tx)
     release_height = state.get_head().height + UNBONDING_HEIGHTS

@@ -209,6 +209,8 @@ def decode_tx(raw: bytes) -> Tx:
             raise encoding.EncodingError("not canonical")
     except encoding.EncodingError as exc:
         raise Rejected(Code.TX_MALFORMED, f"body: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:  # whatever the bytes hold, a stable rejection
+        raise Rejected(Code.TX_MALFORMED, f"body: {type(exc).__name__}") from None
     if not isinstance(body, dict):
         raise Rejected(Code.TX_MALFORMED, "body must be a map")
     _check_body(body)

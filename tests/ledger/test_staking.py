@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ledger import BlockInput, LedgerDB
 from ledger.errors import Code
 from ledger.constants import UNBONDING_HEIGHTS
@@ -217,3 +219,19 @@ def test_unbond_of_the_last_validator_with_power_is_rejected() -> None:
     assert_rejected(db, unbond_tx(db, 11), Code.VALIDATOR_SET_MINIMUM)
     commit(db, unbond_tx(db, 12))  # a validator without power may always leave
     assert list(read_validators(db.view())) == [addr(11)]
+
+
+def test_bond_into_a_full_set_is_rejected() -> None:
+    from ledger import staking
+
+    db = ledger()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(staking, "MAX_VALIDATORS", len(POWERS))  # the set of four is full
+        assert_rejected(db, bond_tx(db, (11, 12, 14)), Code.VALIDATOR_SET_FULL)
+
+
+def test_a_validator_without_power_may_leave_a_set_whose_others_hold_none() -> None:
+    db = new_ledger(make_genesis({NEW: NEW_BALANCE}, validators={11: 3 * COIN, 12: COIN // 2}))
+    assert_rejected(db, unbond_tx(db, 11), Code.VALIDATOR_SET_MINIMUM)
+    commit(db, unbond_tx(db, 12))  # no power: leaving changes no vote
+    assert addr(12) not in read_validators(db.view())

@@ -180,3 +180,16 @@ def test_block_time_must_not_go_backwards(db: LedgerDB) -> None:
 def test_body_encoder_builds_what_the_decoder_accepts(db: LedgerDB) -> None:
     body = encode_body("transfer", CHAIN_ID, key(1).address, 0, to=key(2).address, amount=3)
     db.check_tx(sign_tx(CHAIN_ID, body, [key(1)]))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {b"x": 1, "type": "transfer"},  # text and byte keys together: sorting them raised TypeError
+        {1: 2, "type": "transfer"},
+        {"type": "transfer", "nested": {b"k": 1, "a": 2}},
+    ],
+)
+def test_maps_with_non_text_keys_are_malformed_not_a_crash(db: LedgerDB, body: dict) -> None:
+    raw = msgpack.packb([msgpack.packb(body, use_bin_type=True), [[b"\x01" * 32, b"\x02" * 64]]], use_bin_type=True)
+    assert_rejected(db, raw, Code.TX_MALFORMED)
