@@ -222,7 +222,11 @@ class _Records:
 
 @dataclass(frozen=True)
 class Genesis:
-    document: dict[str, Any]
+    document: dict[str, Any] | None
+    """The parsed JSON, kept only when asked for (`from_file` drops it: at a million accounts it is
+    hundreds of MB a node never reads again)."""
+    digest: bytes
+    """SHA-256 of the canonical encoding of the document: the genesis hash."""
     params: Params
     total_supply: int
     commons_pool: int
@@ -243,15 +247,15 @@ class Genesis:
 
     @property
     def hash(self) -> bytes:
-        return sha256(encoding.encode(self.document))
+        return self.digest
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "Genesis":
+    def from_json(cls, text: str | bytes, keep_document: bool = True) -> "Genesis":
         try:
             doc = json.loads(text)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits, nesting
             raise _fail(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
-        return cls.from_document(doc)
+        return cls.from_document(doc, keep_document)
 
     @classmethod
     def from_file(cls, path: str) -> "Genesis":
@@ -261,14 +265,14 @@ class Genesis:
             text = data.decode("utf-8", errors="strict")
         except UnicodeDecodeError as exc:
             raise _fail(f"not UTF-8: {exc}") from None
-        return cls.from_json(text)
+        return cls.from_json(text, keep_document=False)
 
     @classmethod
-    def from_document(cls, doc: Any) -> "Genesis":
+    def from_document(cls, doc: Any, keep_document: bool = True) -> "Genesis":
         if not isinstance(doc, dict):
             raise _fail("genesis must be a JSON object")
         try:  # the genesis hash is of the canonical encoding: the whole document must have one
-            encoding.encode(doc)
+            digest = sha256(encoding.encode(doc))
         except (ValueError, RecursionError) as exc:  # EncodingError, lone surrogates (UnicodeEncodeError)
             raise _fail(f"genesis has no canonical encoding: {type(exc).__name__}: {str(exc)[:200]}") from None
         chain_id = doc.get("chain_id")
@@ -318,7 +322,8 @@ class Genesis:
         if allocated != total_supply:
             raise _fail(f"allocations add up to {allocated}, not the total supply {total_supply}")
         return cls(
-            document=doc,
+            document=doc if keep_document else None,
+            digest=digest,
             params=params,
             total_supply=total_supply,
             commons_pool=commons_pool,

@@ -8,6 +8,7 @@ atomic batch, so a crash leaves the last committed state whole.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,9 @@ from ledger.tx import SignatureCache, Tx
 META_GENESIS = b"meta/genesis_hash"
 META_ROOT = b"meta/root/"  # + height (8 bytes big-endian) -> state root at that height
 META_UNDO = b"meta/undo/"  # + height -> what the block changed: [[key, previous value or None], ...]
+
+GENESIS_CHUNK = 50_000
+"""State entries per write batch while writing the genesis state."""
 
 PROOF_HISTORY_HEIGHTS = 1_000
 """How many past heights keep an undo log, so proofs can be served against their state roots."""
@@ -76,13 +80,19 @@ class LedgerDB:
         check_invariant(stored_root == self.commitment.root, "state root rebuilt from the store differs from the one committed")
 
     def _write_genesis(self) -> None:
-        records = self.genesis.initial_records()
-        encoded = {k: encode_record(r) for k, r in records.items()}
-        self.commitment.load(encoded.items())
-        batch: dict[bytes, bytes | None] = {STATE_PREFIX + k: v for k, v in encoded.items()}
-        batch[META_GENESIS] = self.genesis.hash
-        batch[root_key(0)] = self.commitment.root
-        self.store.write_batch(batch)
+        """Write the state of height 0 in parts (a million accounts never sit in one batch), then,
+        last and fsynced, the genesis hash and root that mark it complete. A store without that mark
+        holds at most a partial genesis, which is cleared first."""
+        stale = [k for k, _ in self.store.iterate(STATE_PREFIX)]
+        for start in range(0, len(stale), GENESIS_CHUNK):
+            self.store.write_batch(dict.fromkeys(stale[start : start + GENESIS_CHUNK]), sync=False)
+        records = iter(self.genesis.initial_records().items())
+        while chunk := list(itertools.islice(records, GENESIS_CHUNK)):
+            encoded = [(k, encode_record(r)) for k, r in chunk]
+            self.commitment.add(encoded)
+            self.store.write_batch({STATE_PREFIX + k: v for k, v in encoded}, sync=False)
+        self.commitment.finish_loading()
+        self.store.write_batch({META_GENESIS: self.genesis.hash, root_key(0): self.commitment.root})
 
     # reads ------------------------------------------------------------------------------------------------
     @property

@@ -133,6 +133,11 @@ class StateCommitment:
 
     def load(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Build the index from every (key, value) of a state, in any order."""
+        self.add(items)
+        self.finish_loading()
+
+    def add(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Add entries while loading a state in parts; `finish_loading` then computes the hashes."""
         buckets = self._buckets
         for key, value in items:
             kh = _h(key)
@@ -141,6 +146,9 @@ class StateCommitment:
             if bucket is None:
                 bucket = buckets[b] = {}
             bucket[kh] = _h(value)
+
+    def finish_loading(self) -> None:
+        buckets = self._buckets
         hashes = self._levels[0]
         for b, bucket in enumerate(buckets):
             if bucket:

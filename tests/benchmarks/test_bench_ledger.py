@@ -51,7 +51,7 @@ def _genesis(accounts: int, senders: list[Keypair]) -> Genesis:
             }
         ],
     }
-    return Genesis.from_document(doc)
+    return Genesis.from_document(doc, keep_document=False)  # as a node loads it: from_file keeps no document
 
 
 def _blocks(senders: list[Keypair], count: int, recipients: int) -> list[list[bytes]]:

@@ -72,3 +72,31 @@ def test_state_keys_live_under_the_state_prefix() -> None:
     store = MemoryStore()
     LedgerDB(store, make_genesis())
     assert any(k.startswith(STATE_PREFIX) for k in store._data)
+
+
+def test_a_half_written_genesis_is_cleared_and_written_again() -> None:
+    """A crash while writing genesis leaves state entries without the genesis mark; reopening clears
+    them (they might even be of another genesis) and writes the genesis whole."""
+    genesis = make_genesis()
+    clean = MemoryStore()
+    LedgerDB(clean, genesis)
+    store = MemoryStore()
+    store.write_batch({STATE_PREFIX + b"a" + b"\x07" * 32: b"\x93\x05\x00\x00"})  # a stray entry, no mark
+    db = LedgerDB(store, genesis)
+    assert store._data == clean._data
+    assert db.state_root == LedgerDB(clean, genesis).state_root
+
+
+def test_a_genesis_read_from_a_file_keeps_its_hash_but_not_its_document(tmp_path: Path) -> None:
+    import json
+
+    from ledger import Genesis
+    from ledger.crypto import sha256
+    from ledger.encoding import encode
+
+    built = make_genesis()
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(built.document))
+    loaded = Genesis.from_file(str(path))
+    assert loaded.document is None
+    assert loaded.hash == built.hash == sha256(encode(built.document))
