@@ -124,18 +124,19 @@ def process_block_header(state: State, block: BlockInput) -> None:
 
 def apply_block(state: State, block: BlockInput, verified: SignatureCache | None = None) -> list[Tx]:
     """Apply a whole block to `state`. Raises Rejected if any part is invalid; the caller then
-    drops `state`. Order: header and period openings, slashes, transactions in order."""
+    drops `state`. Order: header and period openings, slashes, transactions in order.
+
+    Transactions apply to `state` directly, with no overlay each: one rejection rejects the whole
+    block, and `state` with it (LedgerDB.execute applies to a throwaway overlay of the head)."""
     process_block_header(state, block)
     for address in block.slashes:
         process_slash(state, address)
     txs = []
     for index, raw in enumerate(block.txs):
-        overlay = state.child()
         try:
-            txs.append(process_tx(overlay, raw, verified))
+            txs.append(process_tx(state, raw, verified))
         except Rejected as exc:
             raise Rejected(Code.BLOCK_INVALID, f"transaction {index}: {exc.code.name}: {exc.message}") from None
-        overlay.merge_into_parent()
     check_conservation(state)
     return txs
 
