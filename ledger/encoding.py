@@ -51,14 +51,25 @@ def has_canonical_form(obj: Any, depth: int = 0) -> bool:
     """True iff every map in `obj` has text keys in ascending order and nothing is a float.
 
     With this, `encode_fast(obj) == data` proves `data` canonical, without rebuilding the value."""
+    if depth > MAX_DEPTH:
+        return False
     if isinstance(obj, dict):
         keys = list(obj)
-        if depth > MAX_DEPTH or not all(type(k) is str for k in keys) or keys != sorted(keys):
+        for k in keys:
+            if type(k) is not str:
+                return False
+        if keys != sorted(keys):
             return False
-        return all(has_canonical_form(v, depth + 1) for v in obj.values() if isinstance(v, (dict, list, float)))
-    if isinstance(obj, list):
-        return depth <= MAX_DEPTH and all(has_canonical_form(v, depth + 1) for v in obj if isinstance(v, (dict, list, float)))
-    return not isinstance(obj, float)
+        values: Any = obj.values()
+    elif isinstance(obj, list):
+        values = obj
+    else:
+        return type(obj) is not float
+    for v in values:
+        t = type(v)
+        if (t is dict or t is list or t is float) and not has_canonical_form(v, depth + 1):
+            return False
+    return True
 
 
 def decode(data: bytes, max_bytes: int = 1 << 20) -> Any:

@@ -241,6 +241,10 @@ def _check_signature_list(sig_list: list[Any]) -> tuple[tuple[bytes, bytes], ...
     return tuple(out)
 
 
+_ALLOWED_FIELDS: dict[str, frozenset[str]] = {}
+"""Per transaction type, the common and type fields it may carry (filled on first use)."""
+
+
 def _check_body(body: dict[str, Any]) -> None:
     for name, field in COMMON_FIELDS.items():
         if name not in body:
@@ -254,9 +258,11 @@ def _check_body(body: dict[str, Any]) -> None:
             field.check(name, body[name])
         elif field.required:
             raise Rejected(Code.TX_MISSING_FIELD, f"missing field {name!r}")
-    extra = set(body) - COMMON_FIELDS.keys() - schema.keys()
-    if extra:
-        raise Rejected(Code.TX_BAD_FIELD, f"unknown field(s) {sorted(extra)}")
+    allowed = _ALLOWED_FIELDS.get(body["type"])
+    if allowed is None:
+        allowed = _ALLOWED_FIELDS[body["type"]] = frozenset(COMMON_FIELDS) | frozenset(schema)
+    if not body.keys() <= allowed:
+        raise Rejected(Code.TX_BAD_FIELD, f"unknown field(s) {sorted(set(body) - allowed)}")
 
 
 def verify_tx_signatures(tx: Tx, chain_id: str) -> None:
