@@ -672,7 +672,13 @@ class Node:
             "header": _header_json(block),
             "txs": [raw.hex() for raw in block.txs],
             "evidence": [
-                {"validator": e.validator.hex(), "height": e.height, "round": e.vote_a.round, "kind": e.vote_a.kind.name.lower()}
+                {
+                    "validator": e.validator.hex(),
+                    "height": e.height,
+                    "round": e.vote_a.round,
+                    "kind": e.vote_a.kind.name.lower(),
+                    "bytes": e.to_bytes().hex(),  # the evidence itself, so an auditor can verify it
+                }
                 for e in block.evidence
             ],
             "commit": _certificate_json(certificate),

@@ -198,10 +198,11 @@ def load_genesis(path: str | Path) -> Genesis:
 class RpcBlockSource:
     """Blocks from the JSON-RPC `block` method of any node (consensus/rpc_methods.py).
 
-    `client` has `call(method, **params)` (cli.rpc_client.RpcClient). The RPC serves evidence as a
-    summary (validator, height, round, kind), so blocks from here carry their slashes but not the
-    evidence itself: the evidence hash and the equivocation signatures cannot be checked, while the
-    effect of the slashes still is, through the state root the certificate signs."""
+    `client` has `call(method, **params)` (cli.rpc_client.RpcClient). The RPC serves each piece of
+    evidence with its wire bytes, so its hash and equivocation signatures are checked as from a
+    store. A node that serves only the summary (validator, height, round, kind) gives blocks with
+    their slashes but not the evidence: then only the slashes' effect is checked, through the state
+    root the certificate signs."""
 
     def __init__(self, client: Any, genesis: Genesis, url: str = "") -> None:
         self.client = client
@@ -261,7 +262,13 @@ def block_from_json(height: int, answer: Any) -> SourceBlock:
             validators_hash=bytes.fromhex(h["validators_hash"]),
         )
         txs = tuple(bytes.fromhex(t) for t in answer["txs"])
-        slashes = slashes_of(bytes.fromhex(e["validator"]) for e in answer.get("evidence", []))
+        served = answer.get("evidence", [])
+        slashes = slashes_of(bytes.fromhex(e["validator"]) for e in served)
+        evidence = (
+            tuple(DuplicateVoteEvidence.from_bytes(bytes.fromhex(e["bytes"])) for e in served)
+            if all("bytes" in e for e in served)
+            else None
+        )
         c = answer["commit"]
         certificate = CommitCertificate(
             c["height"],
@@ -271,4 +278,6 @@ def block_from_json(height: int, answer: Any) -> SourceBlock:
         )
     except (KeyError, TypeError, ValueError, AttributeError, MessageInvalid) as exc:
         raise BlockUnreadable(height, f"the node's block answer is malformed: {type(exc).__name__}: {exc}") from None
-    return SourceBlock(height, header, txs, slashes, None, certificate)
+    if evidence is not None and slashes != slashes_of(e.validator for e in evidence):
+        raise BlockUnreadable(height, "the node's evidence summary names other validators than its evidence")
+    return SourceBlock(height, header, txs, slashes, evidence, certificate)

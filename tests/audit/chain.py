@@ -232,7 +232,10 @@ class FakeRpc:
         return {
             "header": header_json(block),
             "txs": [t.hex() for t in block.txs],
-            "evidence": [{"validator": e.validator.hex(), "height": e.height, "round": e.vote_a.round, "kind": "prevote"} for e in block.evidence],
+            "evidence": [
+                {"validator": e.validator.hex(), "height": e.height, "round": e.vote_a.round, "kind": "prevote", "bytes": e.to_bytes().hex()}
+                for e in block.evidence
+            ],
             "commit": certificate_json(cert),
         }
 

@@ -264,3 +264,29 @@ def test_evidence_against_a_non_validator_is_named() -> None:
     assert result.divergence is not None
     assert (result.divergence.height, result.divergence.check) == (2, "evidence")
     assert "not in the validator set" in result.divergence.detail
+
+
+def test_over_rpc_evidence_is_checked_whole(chain: ChainBuilder) -> None:
+    """The RPC serves evidence with its bytes: replay over it verifies the evidence, and a forged
+    signature in it is named at its height."""
+    from cli.audit.sources import RpcBlockSource
+    from tests.audit.chain import FakeRpc
+
+    result = replay(RpcBlockSource(FakeRpc(chain), chain.genesis), jobs=1)
+    assert result.ok, result.divergence
+    assert result.evidence_checked == 1
+
+    fake = FakeRpc(chain)
+    height = next(s.height for s in chain.sources if s.evidence)
+
+    def forge(answer):  # type: ignore[no-untyped-def]
+        if answer and answer["header"]["height"] == height:
+            e = answer["evidence"][0]
+            raw = bytearray(bytes.fromhex(e["bytes"]))
+            raw[-3] ^= 0x01  # inside the second vote's signature
+            answer = {**answer, "evidence": [{**e, "bytes": raw.hex()}]}
+        return answer
+
+    fake.tamper["block"] = forge
+    forged = replay(RpcBlockSource(fake, chain.genesis), jobs=1)
+    assert not forged.ok and forged.divergence.height == height
