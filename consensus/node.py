@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consensus.block_json import block_to_json, header_to_json
 from consensus.app_ledger import BlockRefused, CommittedBlock, EvidencePool, LedgerApp
 from consensus.block_store import BlockStore
 from consensus.block_sync import MAX_BLOCKS_PER_REQUEST, BlockSync, serve_blocks
@@ -362,7 +363,7 @@ class Node:
             for future in self._waiters.pop(tx.hash, []):
                 if not future.done():
                     future.set_result(result)
-        summary = {"header": _header_json(committed.block), "tx_hashes": [tx.hash.hex() for tx in committed.txs]}
+        summary = {"header": header_to_json(committed.block), "tx_hashes": [tx.hash.hex() for tx in committed.txs]}
         self.feed.publish(summary)
         log.info(
             "committed height=%d hash=%s txs=%d time_ms=%d round=%d state_root=%s",
@@ -668,21 +669,7 @@ class Node:
         certificate = self.blocks.certificate(height)
         if block is None or certificate is None:
             return None
-        return {
-            "header": _header_json(block),
-            "txs": [raw.hex() for raw in block.txs],
-            "evidence": [
-                {
-                    "validator": e.validator.hex(),
-                    "height": e.height,
-                    "round": e.vote_a.round,
-                    "kind": e.vote_a.kind.name.lower(),
-                    "bytes": e.to_bytes().hex(),  # the evidence itself, so an auditor can verify it
-                }
-                for e in block.evidence
-            ],
-            "commit": _certificate_json(certificate),
-        }
+        return block_to_json(block, certificate)
 
     def validators(self, height: int) -> list[dict[str, Any]] | None:
         head = self._ledger.head.height
@@ -825,29 +812,3 @@ def _message_id(kind: str, payload: Any) -> bytes:
 def _is_new_tx(tx_hash: bytes, mempool: Mempool, verified: SignatureCache) -> bool:
     """Neither pending nor already verified here (verified and not pending: committed or evicted)."""
     return tx_hash not in mempool and tx_hash not in verified
-
-
-def _header_json(block: Any) -> dict[str, Any]:
-    h = block.header
-    return {
-        "chain_id": h.chain_id,
-        "height": h.height,
-        "hash": h.hash.hex(),
-        "time_ms": h.time_ms,
-        "prev_block_hash": h.prev_block_hash.hex(),
-        "txs_hash": h.txs_hash.hex(),
-        "evidence_hash": h.evidence_hash.hex(),
-        "state_root": h.state_root.hex(),
-        "proposer": h.proposer.hex(),
-        "validators_hash": h.validators_hash.hex(),
-        "num_txs": len(block.txs),
-    }
-
-
-def _certificate_json(certificate: CommitCertificate) -> dict[str, Any]:
-    return {
-        "height": certificate.height,
-        "round": certificate.round,
-        "block_hash": certificate.block_hash.hex(),
-        "signatures": [{"validator": s.validator.hex(), "signature": s.signature.hex()} for s in certificate.signatures],
-    }

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cli.audit.sources import SourceBlock, StoreBlockSource, slashes_of
+from consensus.block_json import block_to_json
 from consensus.block import GENESIS_PREV_HASH, Block
 from consensus.block_store import BlockStore, ValidatorInfo, validator_set_of
 from consensus.evidence import DuplicateVoteEvidence
@@ -186,24 +187,6 @@ def tampered(source: SourceBlock, **changes: Any) -> SourceBlock:
 
 
 # the RPC, as a node answers it (consensus/node.py get_block, consensus/rpc_methods.py) ----------------
-def header_json(block: Block) -> dict[str, Any]:
-    h = block.header
-    return {
-        **{k: (v.hex() if isinstance(v, bytes) else v) for k, v in h.to_wire().items()},
-        "hash": h.hash.hex(),
-        "num_txs": len(block.txs),
-    }
-
-
-def certificate_json(certificate: CommitCertificate) -> dict[str, Any]:
-    return {
-        "height": certificate.height,
-        "round": certificate.round,
-        "block_hash": certificate.block_hash.hex(),
-        "signatures": [{"validator": s.validator.hex(), "signature": s.signature.hex()} for s in certificate.signatures],
-    }
-
-
 class FakeRpc:
     """`call(method, **params)` answering from a ChainBuilder's store like a node's RPC would."""
 
@@ -228,16 +211,7 @@ class FakeRpc:
         data, cert = store.block_bytes(height), store.certificate(height)
         if data is None or cert is None:
             return None
-        block = Block.from_bytes(data)
-        return {
-            "header": header_json(block),
-            "txs": [t.hex() for t in block.txs],
-            "evidence": [
-                {"validator": e.validator.hex(), "height": e.height, "round": e.vote_a.round, "kind": "prevote", "bytes": e.to_bytes().hex()}
-                for e in block.evidence
-            ],
-            "commit": certificate_json(cert),
-        }
+        return block_to_json(Block.from_bytes(data), cert)
 
     def rpc_validators(self, height: int) -> dict[str, Any] | None:
         infos = self.builder.block_store.validators_at(height)
