@@ -29,7 +29,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,7 +40,9 @@ from consensus.block import GENESIS_PREV_HASH, evidence_root, merkle_root
 from consensus.block_store import ValidatorInfo, evidence_id, validator_set_of
 from consensus.errors import MessageInvalid
 from consensus.types import CommitCertificate, ValidatorSet, VoteKind, vote_sign_bytes
-from ledger import BlockInput, Genesis, InvariantViolation, LedgerDB, MemoryStore, Rejected, SignatureCache, decode_tx
+import msgpack
+
+from ledger import BlockInput, Genesis, InvariantViolation, LedgerDB, Rejected, SignatureCache, Tx, decode_tx
 from ledger.crypto import verify_signature
 from ledger.monetary import compute_period
 from ledger.queries import get_supply
@@ -141,28 +143,53 @@ VoteItem = tuple[int, int, bytes, bytes, bytes]
 """(height, round, block_hash, validator, signature) of one precommit in a certificate."""
 
 
-def verify_signature_batch(
+def check_signature_batch(
     chain_id: str, blocks: Sequence[tuple[Sequence[bytes], Sequence[VoteItem]]]
-) -> list[tuple[bytes, list[bytes], list[bool]]]:
-    """Runs in a worker, per block of (transactions, precommits): the Merkle root of its
-    transactions, the hashes of those whose signatures all verify (malformed ones are left for the
-    ledger to reject), and for each precommit whether its signature verifies."""
+) -> list[tuple[bytes, list[Tx | None], list[bool]]]:
+    """Per block of (transactions, precommits): the Merkle root of its transactions; for each
+    transaction, in order, the decoded `Tx` if it is well formed (`decode_tx`, the ledger's own
+    check of form) and all its signatures verify, else None (left for the ledger to reject); and
+    for each precommit whether its signature verifies."""
     out = []
     for txs, votes in blocks:
-        verified: list[bytes] = []
+        checked: list[Tx | None] = []
         for raw in txs:
             try:
                 tx = decode_tx(raw)
                 verify_tx_signatures(tx, chain_id)
             except Rejected:
+                checked.append(None)
                 continue
-            verified.append(tx.hash)
+            checked.append(tx)
         votes_ok = [
             verify_signature(validator, vote_sign_bytes(chain_id, VoteKind.PRECOMMIT, height, round_, block_hash, validator), signature)
             for height, round_, block_hash, validator, signature in votes
         ]
-        out.append((merkle_root(txs), verified, votes_ok))
+        out.append((merkle_root(txs), checked, votes_ok))
     return out
+
+
+def verify_signature_batch(
+    chain_id: str, blocks: Sequence[tuple[Sequence[bytes], Sequence[VoteItem]]]
+) -> list[tuple[bytes, list[bytes | None], list[bool]]]:
+    """Runs in a worker: `check_signature_batch`, each checked transaction sent back as its hash
+    only (32 bytes through the pipe instead of a pickled `Tx`); the replay rebuilds the `Tx` from
+    the wire bytes it already holds (`_trusted_tx`)."""
+    return [
+        (root, [None if tx is None else tx.hash for tx in checked], votes_ok)
+        for root, checked, votes_ok in check_signature_batch(chain_id, blocks)
+    ]
+
+
+_unpackb = msgpack.unpackb
+
+
+def _trusted_tx(raw: bytes, tx_hash: bytes) -> Tx:
+    """The `Tx` that `decode_tx(raw)` returned in a worker, whose hash is `tx_hash`: rebuilt
+    without checking the form again (the worker did, on these very bytes). Plain msgpack decodes
+    well-formed bytes to the same values as the ledger's bounded decode."""
+    body_bytes, signatures = _unpackb(raw, use_list=False)
+    return Tx(raw, tx_hash, body_bytes, _unpackb(body_bytes), signatures)
 
 
 def _vote_items(certificate: CommitCertificate) -> list[VoteItem]:
@@ -175,16 +202,48 @@ class _Batch:
     blocks: list[SourceBlock]
     unreadable: BlockUnreadable | None
     """Raised by the source right after these blocks."""
-    verified: Future[list[tuple[bytes, list[bytes], list[bool]]]] | None = None
+    verified: Future[list[tuple[bytes, list[Any], list[bool]]]] | None = None
 
 
 class _InlineExecutor(Executor):
-    """jobs=1: run the batch here, when asked for (same function, same results)."""
+    """jobs=1: run the batch here, when asked for (the same checks; the decoded transactions are
+    kept as they are, nothing crosses a pipe)."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if fn is verify_signature_batch:
+            fn = check_signature_batch
         future: Future[Any] = Future()
         future.set_result(fn(*args, **kwargs))
         return future
+
+
+class _ReplayStore:
+    """The replay's in-memory store: a dict (ledger.store.Store). `iterate` sorts, as every store
+    iterates in key order; `entries` does not, for the node-state comparison's one pass."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def write_batch(self, changes: Mapping[bytes, bytes | None], sync: bool = True) -> None:
+        data = self._data
+        for k, v in changes.items():
+            if v is None:
+                data.pop(k, None)
+            else:
+                data[k] = v
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for k in sorted(k for k in self._data if k.startswith(prefix)):
+            yield k, self._data[k]
+
+    def count(self, prefix: bytes) -> int:
+        return sum(1 for k in self._data if k.startswith(prefix))
+
+    def close(self) -> None:
+        pass
 
 
 # the replay ------------------------------------------------------------------------------------------------
@@ -199,7 +258,7 @@ class Replayer:
         self.jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
         self.on_progress = on_progress
         self.snapshots = snapshots
-        self.ledger = LedgerDB(MemoryStore(), genesis)
+        self.ledger = LedgerDB(_ReplayStore(), genesis, history_heights=0)  # no undo logs: nothing here serves past proofs
         records = genesis.initial_records()
         self.index = KeyIndex(records)
         self._validators: dict[bytes, Validator] = {k[1:]: r for k, r in records.items() if k[:1] == Validator.PREFIX}
@@ -280,10 +339,13 @@ class Replayer:
                 return
             batch = in_flight.pop(0)
             checked = batch.verified.result()  # type: ignore[union-attr]  # set when queued
-            cache = SignatureCache(capacity=sum(len(hashes) for _, hashes, _ in checked) + 1)
-            for block, (txs_root, tx_hashes, votes_ok) in zip(batch.blocks, checked, strict=True):
-                for h in tx_hashes:
-                    cache.add(h)
+            size = sum(len(b.txs) for b in batch.blocks) + 1
+            cache = SignatureCache(capacity=size, decoded_capacity=size)
+            remember = cache.remember
+            for block, (txs_root, txs_checked, votes_ok) in zip(batch.blocks, checked, strict=True):
+                for raw, tx in zip(block.txs, txs_checked, strict=True):
+                    if tx is not None:
+                        remember(tx if type(tx) is Tx else _trusted_tx(raw, tx))
                 self._replay_block(block, cache, txs_root, votes_ok, result)
             if batch.unreadable is not None:
                 raise _Diverged(batch.unreadable.height, "block unreadable", batch.unreadable.reason)
@@ -359,7 +421,23 @@ class Replayer:
             self.on_progress(height, result.source_height, result.txs)
 
     def _compare_node_state(self, node: NodeStateSource) -> int:
-        """The node's stored state, entry by entry, against the replayed state at the same head."""
+        """The node's stored state, entry by entry, against the replayed state at the same head:
+        one pass over the node's entries, each looked up in the replayed store, and the counts
+        compared; on any difference, the merge of both in key order names the first one."""
+        store = self.ledger.store
+        assert isinstance(store, _ReplayStore)
+        get = store.get
+        equal = 0
+        for key, value in node.stored_state():
+            if get(STATE_PREFIX + key) != value:
+                break
+            equal += 1
+        else:
+            if equal == store.count(STATE_PREFIX):
+                return equal
+        return self._first_node_state_difference(node)
+
+    def _first_node_state_difference(self, node: NodeStateSource) -> int:
         height = self.ledger.head.height
         mine = ((k[len(STATE_PREFIX):], v) for k, v in self.ledger.store.iterate(STATE_PREFIX))
         theirs = node.stored_state()
