@@ -26,6 +26,7 @@ the ledger checks it again and rejects the block at its height: the outcome is t
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import time
@@ -52,12 +53,15 @@ from ledger.tx import verify_tx_signatures
 
 __all__ = ["Divergence", "ReplayResult", "Replayer", "replay", "verify_signature_batch"]
 
-BATCH_TXS_MAX = 2_000
+BATCH_TXS_MAX = 1_000
 """Transactions per signature batch: large enough to amortise the pool's messaging, small enough
-that the ledger never waits long for the first batch."""
+that the ledger never waits long for the first batch and is left little to do alone at the end."""
 BATCH_BLOCKS_MAX = 64
 BATCHES_AHEAD = 2
 """Batches in flight per worker: the pool keeps verifying while the ledger executes."""
+NODE_STATE_PREFETCH = 200_000
+"""Entries of a node's stored state read at the start, while the pool verifies the first batches
+(bounded: the rest is read at the end, when they are compared)."""
 _POOL_CONTEXT = multiprocessing.get_context("fork")
 """Fork: workers start at once with everything imported, and a caller's script needs no
 `if __name__ == "__main__"` guard. The pool is started before the source runs any thread (the RPC
@@ -258,21 +262,37 @@ class Replayer:
         self.jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
         self.on_progress = on_progress
         self.snapshots = snapshots
-        self.ledger = LedgerDB(_ReplayStore(), genesis, history_heights=0)  # no undo logs: nothing here serves past proofs
-        records = genesis.initial_records()
-        self.index = KeyIndex(records)
-        self._validators: dict[bytes, Validator] = {k[1:]: r for k, r in records.items() if k[:1] == Validator.PREFIX}
-        self._unbonding: dict[bytes, int] = {k[1:]: r.stake for k, r in records.items() if k[:1] == Unbonding.PREFIX}
-        self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
+        self._opened = False
         self._sets: dict[bytes, ValidatorSet] = {}
         self._node_state: NodeStateSource | None = None
+        self._node_entries: Iterator[tuple[bytes, bytes]] = iter(())
         self._current: ValidatorSet | None = None  # the set of head + 1, until a validator record changes
         self._set_hash_at: list[bytes] = [b""]  # index = height
         self._evidence_seen: set[bytes] = set()
         self._prev_hash = GENESIS_PREV_HASH
         self._period_blocks = 0
         self._period_txs = 0
+
+    ledger: LedgerDB
+    index: KeyIndex
+
+    def _open(self) -> None:
+        """The replayed ledger at genesis and the replay's own sums. Done once the pool has its
+        first batches, while the main process would otherwise wait for them; with it, the first
+        part of the node's stored state is read (NODE_STATE_PREFETCH), for the comparison at the end."""
+        if self._opened:
+            return
+        self._opened = True
+        self.ledger = LedgerDB(_ReplayStore(), self.genesis, history_heights=0)  # no undo logs: nothing here serves past proofs
+        records = self.genesis.initial_records()
+        self.index = KeyIndex(records)
+        self._validators: dict[bytes, Validator] = {k[1:]: r for k, r in records.items() if k[:1] == Validator.PREFIX}
+        self._unbonding: dict[bytes, int] = {k[1:]: r.stake for k, r in records.items() if k[:1] == Unbonding.PREFIX}
+        self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
         self._last_snapshot_totals = self.ledger.totals()
+        if self._node_state is not None:
+            entries = self._node_state.stored_state()
+            self._node_entries = itertools.chain(list(itertools.islice(entries, NODE_STATE_PREFETCH)), entries)
 
     # validator sets -------------------------------------------------------------------------------------
     def _current_set(self, height: int) -> ValidatorSet:
@@ -308,6 +328,7 @@ class Replayer:
             result.divergence = exc.divergence
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+        self._open()
         self._finish(result)
         result.elapsed_s = time.perf_counter() - started
         return result
@@ -335,6 +356,7 @@ class Replayer:
                 work = [(b.txs, _vote_items(b.certificate)) for b in batch.blocks]
                 batch.verified = executor.submit(verify_signature_batch, self.chain_id, work)
                 in_flight.append(batch)
+            self._open()
             if not in_flight:
                 return
             batch = in_flight.pop(0)
@@ -428,7 +450,7 @@ class Replayer:
         assert isinstance(store, _ReplayStore)
         get = store.get
         equal = 0
-        for key, value in node.stored_state():
+        for key, value in self._node_entries:
             if get(STATE_PREFIX + key) != value:
                 break
             equal += 1
