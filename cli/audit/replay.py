@@ -251,6 +251,9 @@ class _ReplayStore:
 
 
 # the replay ------------------------------------------------------------------------------------------------
+_ACCOUNT, _VALIDATOR, _UNBONDING = Account.PREFIX[0], Validator.PREFIX[0], Unbonding.PREFIX[0]
+"""First byte of the state keys of the records the replay keeps its own sums of."""
+
 ProgressFn = Callable[[int, int, int], None]
 """on_progress(height, source_height, txs so far), called after each verified block."""
 
@@ -499,25 +502,31 @@ class Replayer:
         self._evidence_seen |= seen
 
     def _track(self, changes: dict[bytes, Any]) -> None:
-        """Keep the replay's own sums and indexes from the keys a block wrote."""
-        get = self.ledger.get_record
+        """Keep the replay's own sums and indexes from the keys a block wrote (before it is
+        committed: the committed records are the previous values)."""
+        get = self.ledger.committed.get
+        delta = 0
+        others = {}
         for key, record in changes.items():
-            kind = key[:1]
-            if kind == Account.PREFIX:
+            kind = key[0]
+            if kind == _ACCOUNT:
                 old = get(key)
-                self._balance_sum += (0 if record is None else record.balance) - (0 if old is None else old.balance)
-            elif kind == Validator.PREFIX:
+                delta += (0 if record is None else record.balance) - (0 if old is None else old.balance)
+            elif kind == _VALIDATOR:
                 self._current = None
                 if record is None:
                     self._validators.pop(key[1:], None)
                 else:
                     self._validators[key[1:]] = record
-            elif kind == Unbonding.PREFIX:
+            elif kind == _UNBONDING:
                 if record is None:
                     self._unbonding.pop(key[1:], None)
                 else:
                     self._unbonding[key[1:]] = record.stake
-        self.index.update(changes)
+            else:
+                others[key] = record
+        self._balance_sum += delta
+        self.index.update(others)
 
     def _check_conservation(self, height: int) -> None:
         t = self.ledger.totals()
