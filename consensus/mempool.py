@@ -18,7 +18,8 @@ Gossip does not keep one sender's transactions in nonce order (nonce 1 may reach
 one peer before nonce 0 through another), so a peer's transaction whose nonce is ahead of the
 sender's is parked (bounded, oldest evicted) and admitted as soon as the nonce before it is.
 A client's own submission with a future nonce is refused instead: the client should know.
-`drain_added` hands the node every admitted transaction once, to gossip.
+`drain_added` hands the node every admitted transaction once, to gossip, with the peer it came from
+(None: a client of this node), so the node never sends a transaction back where it came from.
 
 Signature checks are the expensive part; `prevalidate` does decode and signature verification with
 no state, so the node can run it off the event loop on batches, and `add` then finds the hashes in
@@ -31,13 +32,14 @@ import enum
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
 from ledger.state import State
 from ledger.tx import verify_tx_signatures
 
-__all__ = ["AddResult", "Mempool", "MempoolFull", "prevalidate"]
+__all__ = ["Added", "AddResult", "Mempool", "MempoolFull", "prevalidate"]
 
 REJECTED_MEMORY = 10_000
 PARKED_MAX = 10_000
@@ -70,6 +72,15 @@ class AddResult(enum.Enum):
     ADDED = "added"
     DUPLICATE = "duplicate"
     """Already pending (not an error: submitting twice is harmless)."""
+
+
+class Added(NamedTuple):
+    """An admitted transaction, as `drain_added` hands it to gossip."""
+
+    raw: bytes
+    hash: bytes
+    source: bytes | None
+    """The node id of the peer it came from; None when a client of this node submitted it."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +122,8 @@ class Mempool:
         self._bytes = 0
         self._overlay: State = ledger.view()
         self._rejected: OrderedDict[bytes, Rejected] = OrderedDict()
-        self._parked: OrderedDict[tuple[bytes, int], Tx] = OrderedDict()
-        self._added: list[bytes] = []
+        self._parked: OrderedDict[tuple[bytes, int], tuple[Tx, bytes | None]] = OrderedDict()
+        self._added: list[Added] = []
         self.stats = {
             "added": 0, "duplicate": 0, "rejected": 0, "full": 0, "committed": 0, "evicted_on_recheck": 0, "parked": 0,
         }
@@ -161,28 +172,29 @@ class Mempool:
         tx = decode_tx(raw)
         return self.add_decoded(tx)
 
-    def drain_added(self) -> list[bytes]:
+    def drain_added(self) -> list[Added]:
         """Every transaction admitted since the last call, in admission order (to gossip)."""
         added, self._added = self._added, []
         return added
 
-    def add_decoded(self, tx: Tx, park: bool = False) -> tuple[AddResult, bytes]:
+    def add_decoded(self, tx: Tx, park: bool = False, source: bytes | None = None) -> tuple[AddResult, bytes]:
         """Admit a decoded transaction; with `park`, hold a future-nonce one for its predecessor.
+        `source` is the node id of the peer it came from (None: a client of this node).
         If a re-check is under way it is finished first (the node avoids that by waiting)."""
         if self._recheck:
             self.recheck_some(len(self._recheck))
         try:
-            result = self._admit(tx)
+            result = self._admit(tx, source)
         except Rejected as exc:
             if park and exc.code is Code.NONCE_FUTURE:
-                self._park(tx)
+                self._park(tx, source)
             raise
         if result is AddResult.ADDED:
             self._unpark_after(tx.sender, tx.nonce)
         return result, tx.hash
 
-    def _park(self, tx: Tx) -> None:
-        self._parked[(tx.sender, tx.nonce)] = tx
+    def _park(self, tx: Tx, source: bytes | None) -> None:
+        self._parked[(tx.sender, tx.nonce)] = (tx, source)
         self.stats["parked"] += 1
         while len(self._parked) > PARKED_MAX:
             self._parked.popitem(last=False)
@@ -191,16 +203,16 @@ class Mempool:
         """Admit the parked successors of (sender, nonce), in nonce order, while they apply."""
         while self._parked:
             nonce += 1
-            tx = self._parked.pop((sender, nonce), None)
-            if tx is None:
+            parked = self._parked.pop((sender, nonce), None)
+            if parked is None:
                 return
             try:
-                if self._admit(tx) is not AddResult.ADDED:
+                if self._admit(*parked) is not AddResult.ADDED:
                     return
             except (Rejected, MempoolFull):
                 return
 
-    def _admit(self, tx: Tx) -> AddResult:
+    def _admit(self, tx: Tx, source: bytes | None) -> AddResult:
         if tx.hash in self._pending or tx.hash in self._recheck:
             self.stats["duplicate"] += 1
             return AddResult.DUPLICATE
@@ -224,13 +236,15 @@ class Mempool:
         overlay.merge_into_parent()
         self._pending[tx.hash] = _Entry(tx, size)
         self._bytes += size
-        self._added.append(tx.raw)
+        self._added.append(Added(tx.raw, tx.hash, source))
         self.stats["added"] += 1
         return AddResult.ADDED
 
-    def add_prevalidated(self, results: Iterable[Tx | Rejected], park: bool = True) -> list[tuple[AddResult, bytes] | Exception]:
-        """Admit the output of `prevalidate` (a peer's batch): signatures already checked, so they
-        enter the cache; future nonces are parked unless `park` is False."""
+    def add_prevalidated(
+        self, results: Iterable[Tx | Rejected], park: bool = True, source: bytes | None = None
+    ) -> list[tuple[AddResult, bytes] | Exception]:
+        """Admit the output of `prevalidate` (a peer's batch, `source` its node id): signatures
+        already checked, so they enter the cache; future nonces are parked unless `park` is False."""
         out: list[tuple[AddResult, bytes] | Exception] = []
         for item in results:
             if isinstance(item, Rejected):
@@ -239,7 +253,7 @@ class Mempool:
                 continue
             self._verified.remember(item)
             try:
-                out.append(self.add_decoded(item, park=park))
+                out.append(self.add_decoded(item, park=park, source=source))
             except (Rejected, MempoolFull) as exc:
                 out.append(exc)
         return out
@@ -290,11 +304,12 @@ class Mempool:
             elif key[1] == expected:
                 ready.append(key)
         for key in ready:
-            tx = self._parked.pop(key, None)
-            if tx is None:
+            parked = self._parked.pop(key, None)
+            if parked is None:
                 continue
+            tx = parked[0]
             try:
-                if self._admit(tx) is AddResult.ADDED:
+                if self._admit(*parked) is AddResult.ADDED:
                     self._unpark_after(tx.sender, tx.nonce)
             except (Rejected, MempoolFull):
                 continue

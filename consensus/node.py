@@ -21,7 +21,10 @@ validators that lost messages (a partition, a restart) meet again in one round.
 Transactions from peers arrive in batches; decoding and signature checks run in one worker thread
 (libsodium releases the GIL) so the event loop keeps serving consensus, then admission (nonce,
 balance) runs on the loop. Each signature is verified once per node: the hash then sits in the
-shared SignatureCache that block execution consults.
+shared SignatureCache that block execution consults. A node sends its clients' transactions whole
+to every peer and only announces the hashes of its peers' (`tx_hashes`); a peer that has not received
+an announced one whole within TX_FETCH_DELAY_S asks for it (`get_txs`). So in a full mesh each node
+receives each transaction once, and in a sparser one they still reach everyone.
 
 Fatal: an invariant violation (ledger or consensus) stops the node with a non-zero exit; nothing a
 peer or a client sends is fatal.
@@ -63,7 +66,7 @@ from consensus.engine import (
 )
 from consensus.errors import ConsensusInvariantViolation, MessageInvalid
 from consensus.evidence import DuplicateVoteEvidence
-from consensus.mempool import Mempool, MempoolFull, prevalidate
+from consensus.mempool import Added, Mempool, MempoolFull, prevalidate
 from consensus.node_services import BlockFeed, TxResult
 from consensus.node_services import MempoolFull as RpcMempoolFull
 from consensus.p2p import P2P, Peer
@@ -78,9 +81,16 @@ __all__ = ["Node", "FRAME_KINDS"]
 
 log = logging.getLogger("hearth.node")
 
-FRAME_KINDS = ("status", "proposal", "vote", "block", "txs", "evidence", "get_blocks", "blocks")
+FRAME_KINDS = ("status", "proposal", "vote", "block", "txs", "tx_hashes", "get_txs", "evidence", "get_blocks", "blocks")
 TX_GOSSIP_INTERVAL_S = 0.02
 TX_GOSSIP_MAX_BYTES = 1 << 20
+TX_HASHES_PER_FRAME = 8_192
+"""Hashes in one `tx_hashes` announcement or `get_txs` request, at most."""
+TX_FETCH_DELAY_S = 0.5
+"""How long an announced transaction may take to arrive whole from its origin before this node asks
+the announcer for it (in a full mesh it arrives first, and nothing is asked)."""
+MAX_WANTED_TXS = 50_000
+"""Announced transactions this node waits for, at most; past it the oldest are forgotten."""
 RECHECK_CHUNK = 500
 """Mempool transactions re-checked per turn of the event loop after a commit (~50 ms of work)."""
 TX_BATCH_QUEUE_MAX = 256
@@ -149,7 +159,9 @@ class Node:
         )
         self.sync = BlockSync(lag_grace_s=2 * c.gossip_interval_ms / 1000)
         self.feed = BlockFeed()
-        self.stats: dict[str, int] = {"invalid_messages": 0, "tx_batches_dropped": 0, "sync_refused": 0}
+        self.stats: dict[str, int] = {
+            "invalid_messages": 0, "tx_batches_dropped": 0, "sync_refused": 0, "txs_received": 0, "txs_asked": 0,
+        }
 
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._held: set[bytes] = set()  # hashes of blocks held back by the drift rule
@@ -157,7 +169,12 @@ class Node:
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: dict[bytes, list[asyncio.Future[TxResult]]] = {}
-        self._tx_batches: asyncio.Queue[list[bytes]] | None = None
+        self._tx_batches: asyncio.Queue[tuple[bytes | None, list[bytes], list[bytes]]] | None = None
+        self._wanted: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+        """Announced transactions not here yet: hash -> (announcing peer's node id, when announced)."""
+        self._fetch_scheduled = False
+        self._arriving: set[bytes] = set()
+        """Hashes of peer transactions received whole and queued for their signature check."""
         self._verifier = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-verify")
         self._block_verifier = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-verify-block")
         self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
@@ -169,6 +186,8 @@ class Node:
         self._mempool_ready: asyncio.Event | None = None  # set unless a mempool re-check runs
         self._recheck_task: asyncio.Task[None] | None = None
         self._waiting_for_txs: tuple[int, float] | None = None  # (next height, earliest start)
+        self._timeline: dict[str, float] = {}
+        """Monotonic times of this height's steps (start, block, prevote, precommit, decided), for the commit log."""
 
     # NodeServices: properties ---------------------------------------------------------------------
     @property
@@ -266,6 +285,8 @@ class Node:
     def _feed(self, event: Event) -> None:
         if self._fatal is not None:
             return
+        if isinstance(event, Start):
+            self._timeline = {"start": time.monotonic()}
         try:
             actions = self.engine.handle(event, self.clock.now_ms())
             for action in actions:
@@ -277,10 +298,13 @@ class Node:
         if isinstance(action, Broadcast):
             message = action.message
             kind = "proposal" if isinstance(message, Proposal) else "vote"
+            if kind == "vote":
+                self._timeline.setdefault("prevote" if message.kind is VoteKind.PREVOTE else "precommit", time.monotonic())
             self._send_own(message.height, message.round, kind, message.to_wire())
             if self.byzantine_equivocate and isinstance(message, Vote) and message.kind is VoteKind.PREVOTE:
                 self._equivocate(message)
         elif isinstance(action, BroadcastBlock):
+            self._timeline.setdefault("proposed", time.monotonic())
             payload = {"height": action.height, "hash": action.block_hash, "block": action.block}
             self._send_own(action.height, self.engine.round, "block", payload)
         elif isinstance(action, ScheduleTimeout):
@@ -288,6 +312,7 @@ class Node:
         elif isinstance(action, Commit):
             if action.height != self._ledger.head.height + 1:
                 return  # block sync committed it first
+            self._timeline["decided"] = time.monotonic()
             try:
                 committed = self.app.commit(action.block_hash, action.block, action.certificate)
             except BlockRefused as exc:  # the engine decided a block valid(v) accepted: cannot fail
@@ -366,15 +391,25 @@ class Node:
         summary = {"header": header_to_json(committed.block), "tx_hashes": [tx.hash.hex() for tx in committed.txs]}
         self.feed.publish(summary)
         log.info(
-            "committed height=%d hash=%s txs=%d time_ms=%d round=%d state_root=%s",
+            "committed height=%d hash=%s txs=%d time_ms=%d round=%d state_root=%s steps_ms=%s",
             height,
             header.hash.hex()[:16],
             len(committed.txs),
             header.time_ms,
             committed.certificate.round,
             header.state_root.hex()[:16],
+            self._steps_ms(),
         )
         self.p2p.broadcast("status", {"height": height})
+
+    def _steps_ms(self) -> str:
+        """This height's timeline as milliseconds since its start, e.g. block=12,prevote=40,...,done=95."""
+        marks = self._timeline
+        start = marks.get("start")
+        if start is None:  # committed on a block another height's start did not see (sync, restart)
+            return "-"
+        marks["done"] = time.monotonic()
+        return ",".join(f"{name}={round((t - start) * 1000)}" for name, t in marks.items() if name != "start")
 
     async def _recheck_loop(self) -> None:
         """Re-check the mempool on the new head a chunk at a time, yielding between chunks."""
@@ -417,6 +452,14 @@ class Node:
         if kind == "txs":
             self._receive_txs(peer, payload)
             return
+        if kind == "tx_hashes":
+            if peer is not None:
+                self._receive_tx_hashes(peer, payload)
+            return
+        if kind == "get_txs":
+            if peer is not None:
+                self._serve_txs(peer, payload)
+            return
         if kind == "get_blocks":
             if peer is not None:
                 self._serve_blocks(peer, _int_field(payload, "from"), _int_field(payload, "count"))
@@ -452,6 +495,7 @@ class Node:
             if not from_wal and self._precheck(peer, payload, claimed, height, decoded.txs):
                 return
             event = BlockReceived(height, block)
+            self._timeline.setdefault("block", time.monotonic())
             ahead_ms = self.app.ahead_of_clock_ms(decoded)
             if ahead_ms > 0 and not from_wal and len(self._held) < MAX_HELD_BLOCKS:
                 # Block time rule: too far ahead of our clock to prevote for now. Hold it back
@@ -546,11 +590,13 @@ class Node:
     # transactions ----------------------------------------------------------------------------------
     async def submit_tx(self, raw: bytes) -> bytes:
         assert self._mempool_ready is not None
-        if sha256(raw) not in self.verified:
+        tx = self.verified.decoded(raw) if isinstance(raw, bytes) else None
+        if tx is None and sha256(raw) not in self.verified:
             await self._check_submitted(raw)
+            tx = self.verified.decoded(raw)  # None when it did not verify: `add` says why
         await self._mempool_ready.wait()  # a new transaction is checked after the re-checked ones
         try:
-            _, tx_hash = self.mempool.add(raw)
+            _, tx_hash = self.mempool.add(raw) if tx is None else self.mempool.add_decoded(tx)
         except MempoolFull as exc:
             if isinstance(exc, RpcMempoolFull):
                 raise  # node_services re-exports the mempool's exception: nothing to translate
@@ -583,27 +629,94 @@ class Node:
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
         if not isinstance(payload, list) or not all(isinstance(raw, bytes) for raw in payload):
             raise MessageInvalid("txs frame: a list of byte strings")
-        fresh = [raw for raw in payload if _is_new_tx(sha256(raw), self.mempool, self.verified)]
+        self.stats["txs_received"] += len(payload)
+        fresh = []
+        hashes = []
+        for raw in payload:
+            tx_hash = sha256(raw)
+            if tx_hash not in self._arriving and _is_new_tx(tx_hash, self.mempool, self.verified):
+                fresh.append(raw)
+                hashes.append(tx_hash)
+                self._wanted.pop(tx_hash, None)
         if not fresh:
             return
         assert self._tx_batches is not None
         try:
-            self._tx_batches.put_nowait(fresh)
+            self._tx_batches.put_nowait((None if peer is None else peer.node_id, fresh, hashes))
         except asyncio.QueueFull:
             self.stats["tx_batches_dropped"] += 1
+            return
+        self._arriving.update(hashes)
+
+    def _receive_tx_hashes(self, peer: Peer, payload: Any) -> None:
+        """A peer announces transactions it admitted from another peer: note the ones not here, and
+        ask for them if they have not arrived whole after TX_FETCH_DELAY_S."""
+        hashes = _hash_list(payload, "tx_hashes")
+        now = time.monotonic()
+        for tx_hash in hashes:
+            if tx_hash not in self._wanted and tx_hash not in self._arriving and _is_new_tx(tx_hash, self.mempool, self.verified):
+                self._wanted[tx_hash] = (peer.node_id, now)
+        while len(self._wanted) > MAX_WANTED_TXS:
+            self._wanted.popitem(last=False)
+        if self._wanted and not self._fetch_scheduled:
+            self._fetch_scheduled = True
+            asyncio.get_running_loop().call_later(TX_FETCH_DELAY_S, self._fetch_wanted)
+
+    def _fetch_wanted(self) -> None:
+        """Ask each announcer for the announced transactions still missing after the delay."""
+        self._fetch_scheduled = False
+        self._arriving: set[bytes] = set()
+        """Hashes of peer transactions received whole and queued for their signature check."""
+        due = time.monotonic() - TX_FETCH_DELAY_S
+        asks: dict[bytes, list[bytes]] = {}
+        while self._wanted:
+            tx_hash, (node_id, announced) = next(iter(self._wanted.items()))
+            if announced > due:
+                break
+            del self._wanted[tx_hash]
+            if _is_new_tx(tx_hash, self.mempool, self.verified):
+                asks.setdefault(node_id, []).append(tx_hash)
+        for node_id, hashes in asks.items():
+            peer = self.p2p.peers.get(node_id)
+            if peer is None:
+                continue  # gone: the transaction reaches us in a block, or by another announcement
+            self.stats["txs_asked"] += len(hashes)
+            for i in range(0, len(hashes), TX_HASHES_PER_FRAME):
+                self.p2p.send(peer, "get_txs", hashes[i : i + TX_HASHES_PER_FRAME])
+        if self._wanted:
+            self._fetch_scheduled = True
+            asyncio.get_running_loop().call_later(TX_FETCH_DELAY_S, self._fetch_wanted)
+
+    def _serve_txs(self, peer: Peer, payload: Any) -> None:
+        """Answer `get_txs` with the asked transactions this mempool holds (up to TX_GOSSIP_MAX_BYTES)."""
+        raws = []
+        size = 0
+        for tx_hash in _hash_list(payload, "get_txs"):
+            tx = self.mempool.get(tx_hash)
+            if tx is None:
+                continue
+            if size + len(tx.raw) > TX_GOSSIP_MAX_BYTES:
+                break
+            raws.append(tx.raw)
+            size += len(tx.raw)
+        if raws:
+            self.p2p.send(peer, "txs", raws)
 
     async def _tx_admission_loop(self) -> None:
         """Signature checks off the loop, in arrival order; then admission on the loop."""
         assert self._tx_batches is not None and self._mempool_ready is not None
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._tx_batches.get()
-            batch = [raw for raw in batch if _is_new_tx(sha256(raw), self.mempool, self.verified)]
-            if not batch:
-                continue
-            checked = await loop.run_in_executor(self._verifier, prevalidate, batch, self.chain_id)
-            await self._mempool_ready.wait()
-            self.mempool.add_prevalidated(checked)
+            source, batch, hashes = await self._tx_batches.get()
+            try:
+                batch = [raw for raw, h in zip(batch, hashes) if _is_new_tx(h, self.mempool, self.verified)]
+                if not batch:
+                    continue
+                checked = await loop.run_in_executor(self._verifier, prevalidate, batch, self.chain_id)
+                await self._mempool_ready.wait()
+                self.mempool.add_prevalidated(checked, source=source)
+            finally:
+                self._arriving.difference_update(hashes)
 
     async def _tx_gossip_loop(self) -> None:
         while True:
@@ -613,18 +726,32 @@ class Node:
                 self._waiting_for_txs = None
                 self._feed(Start(waiting[0]))  # a transaction ended the empty-block wait
             outbox = self.mempool.drain_added()
-            if not outbox:
+            if outbox:
+                self._gossip_txs(outbox)
+
+    def _gossip_txs(self, outbox: list[Added]) -> None:
+        """A client's transactions go whole to every peer. A peer's are announced by hash to the
+        other peers, which ask for those that did not reach them whole (`_receive_tx_hashes`): in a
+        full mesh each node receives each transaction once, and beyond it they still spread."""
+        frame: list[bytes] = []
+        size = 0
+        for added in outbox:
+            if added.source is not None:
                 continue
-            frame: list[bytes] = []
-            size = 0
-            for raw in outbox:
-                if frame and size + len(raw) > TX_GOSSIP_MAX_BYTES:
-                    self.p2p.broadcast("txs", frame)
-                    frame, size = [], 0
-                frame.append(raw)
-                size += len(raw)
-            if frame:
+            if frame and size + len(added.raw) > TX_GOSSIP_MAX_BYTES:
                 self.p2p.broadcast("txs", frame)
+                frame, size = [], 0
+            frame.append(added.raw)
+            size += len(added.raw)
+        if frame:
+            self.p2p.broadcast("txs", frame)
+        relayed = [added for added in outbox if added.source is not None]
+        if not relayed:
+            return
+        for peer in list(self.p2p.peers.values()):
+            hashes = [added.hash for added in relayed if added.source != peer.node_id]
+            for i in range(0, len(hashes), TX_HASHES_PER_FRAME):
+                self.p2p.send(peer, "tx_hashes", hashes[i : i + TX_HASHES_PER_FRAME])
 
     async def wait_for_tx(self, tx_hash: bytes, timeout_s: float) -> TxResult | None:
         known = self.get_tx(tx_hash)
@@ -807,6 +934,16 @@ def _message_id(kind: str, payload: Any) -> bytes:
     if kind == "block":
         return b"b" + payload["hash"]
     return kind.encode()[:1] + payload["signature"]
+
+
+def _hash_list(payload: Any, kind: str) -> list[bytes]:
+    if (
+        not isinstance(payload, list)
+        or len(payload) > TX_HASHES_PER_FRAME
+        or not all(isinstance(h, bytes) and len(h) == 32 for h in payload)
+    ):
+        raise MessageInvalid(f"{kind} frame: a list of at most {TX_HASHES_PER_FRAME} 32-byte hashes")
+    return payload
 
 
 def _is_new_tx(tx_hash: bytes, mempool: Mempool, verified: SignatureCache) -> bool:

@@ -130,11 +130,21 @@ def test_prevalidate_then_add_verifies_each_signature_once(monkeypatch: pytest.M
 def test_peer_transactions_with_future_nonces_wait_for_their_predecessor() -> None:
     pool, _ = make_pool()
     n0, n1, n2 = (transfer_tx(1, 2, 1, n) for n in range(3))
-    later = pool.add_prevalidated(prevalidate([n2, n1], CHAIN_ID))
+    peer_a, peer_b = b"a" * 32, b"b" * 32
+    later = pool.add_prevalidated(prevalidate([n2, n1], CHAIN_ID), source=peer_a)
     assert all(isinstance(r, Rejected) for r in later) and len(pool) == 0
-    pool.add_prevalidated(prevalidate([n0], CHAIN_ID))
+    pool.add_prevalidated(prevalidate([n0], CHAIN_ID), source=peer_b)
     assert pool.reap(10, 1 << 20) == [n0, n1, n2]
-    assert pool.drain_added() == [n0, n1, n2] and pool.drain_added() == []
+    # Gossip learns each one's source, parked ones included, so none is sent back where it came from.
+    assert [(a.raw, a.source) for a in pool.drain_added()] == [(n0, peer_b), (n1, peer_a), (n2, peer_a)]
+    assert pool.drain_added() == []
+
+
+def test_a_client_transaction_is_drained_with_no_source() -> None:
+    pool, _ = make_pool()
+    raw = transfer_tx(1, 2, 1, 0)
+    _, tx_hash = pool.add(raw)
+    assert [(a.raw, a.hash, a.source) for a in pool.drain_added()] == [(raw, tx_hash, None)]
 
 
 def test_client_future_nonce_is_refused_not_parked() -> None:

@@ -1,0 +1,123 @@
+"""Transaction gossip between real nodes in this process: a client's transactions go whole to every
+peer; a peer's are only announced by hash, and fetched by those they did not reach whole."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from consensus.config import ConsensusConfig, NodeConfig, NodeHome, P2PConfig, RPCConfig
+from consensus.node import Node
+from ledger import Genesis, make_tx
+from ledger.crypto import sha256 as sha
+from tests.ledger.helpers import CHAIN_ID, key, make_genesis
+from tests.node.helpers import free_ports, wait_until
+from tests.node.network import STAKE, validator_key
+
+
+def homes(root: Path, links: dict[int, tuple[int, ...]], validators: int) -> list[NodeHome]:
+    """Nodes 0..n-1; node i dials the nodes in links[i]; the first `validators` validate."""
+    count = len(links)
+    ports = free_ports(count)
+    document = dict(make_genesis({1: 10**9}).document)
+    document["genesis_time_ms"] = int(time.time() * 1000)
+    document["validators"] = [
+        {"address": validator_key(i).public_key.hex(), "name": f"v{i}", "stake": STAKE} for i in range(validators)
+    ]
+    document["total_supply"] += validators * STAKE
+    genesis_text = json.dumps(Genesis.from_document(document).document)
+    out = []
+    for i in range(count):
+        home = NodeHome(root / f"n{i}")
+        home.write_key(validator_key(i))
+        peers = tuple(f"{validator_key(j).public_key.hex()}@127.0.0.1:{ports[j]}" for j in links[i])
+        home.write_config(
+            NodeConfig(
+                moniker=f"n{i}",
+                p2p=P2PConfig(listen=f"127.0.0.1:{ports[i]}", peers=peers, reconnect_max_ms=200),
+                rpc=RPCConfig(listen="127.0.0.1:0"),
+                consensus=ConsensusConfig(block_interval_ms=50, empty_block_interval_ms=60_000),
+            )
+        )
+        home.genesis_path.write_text(genesis_text)
+        out.append(home)
+    return out
+
+
+async def run_nodes(node_homes: list[NodeHome], links: dict[int, tuple[int, ...]], scenario) -> None:  # type: ignore[no-untyped-def]
+    nodes = [Node(h.root) for h in node_homes]
+    for node in nodes:
+        await node.start()
+    try:
+        want = {i: set(links[i]) | {j for j in links if i in links[j]} for i in links}
+        await wait_until(lambda: all(len(nodes[i].p2p.peers) == len(want[i]) for i in links), 20, "links up")
+        await scenario(nodes)
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+def transfers(count: int) -> list[bytes]:
+    return [make_tx(CHAIN_ID, "transfer", key(1), n, to=key(2).address, amount=1) for n in range(count)]
+
+
+def test_in_a_full_mesh_each_node_receives_each_transaction_once_and_asks_for_none(tmp_path: Path) -> None:
+    # One validator (n0) that waits for transactions, so the pool holds them while gossip runs.
+    links = {0: (), 1: (0,), 2: (0, 1)}
+    node_homes = homes(tmp_path, links, validators=1)
+    raws = transfers(5)
+
+    async def scenario(nodes: list[Node]) -> None:
+        for raw in raws:
+            await nodes[2].submit_tx(raw)
+        # every node has them (committed or pending): n0 and n1 straight from n2, whole
+        await wait_until(lambda: all(n.stats["txs_received"] >= len(raws) for n in nodes[:2]), 20, "gossip")
+        await wait_until(lambda: nodes[0].ledger.head.height >= 1 and nodes[0].get_tx(sha(raws[-1])) is not None, 20, "commit")
+        await asyncio.sleep(0)  # let any announcement in flight be handled
+        for node in nodes[:2]:
+            assert node.stats["txs_received"] == len(raws), "a transaction came whole more than once"
+            assert node.stats["txs_asked"] == 0, "in a full mesh nothing is missing"
+        assert nodes[2].stats["txs_received"] == 0, "nothing is sent back to the node it came from"
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
+
+
+def test_beyond_one_hop_an_announced_transaction_is_fetched_and_committed(tmp_path: Path) -> None:
+    # A line: n2 - n1 - n0. Only n0 validates; the transaction enters at n2.
+    links = {0: (), 1: (0,), 2: (1,)}
+    node_homes = homes(tmp_path, links, validators=1)
+    raws = transfers(3)
+
+    async def scenario(nodes: list[Node]) -> None:
+        for raw in raws:
+            await nodes[2].submit_tx(raw)
+        await wait_until(lambda: all(nodes[0].get_tx(sha(raw)) is not None for raw in raws), 20, "committed at n0")
+        assert nodes[0].stats["txs_asked"] == len(raws), "n0 asked n1 for what n1 announced"
+        assert nodes[0].stats["txs_received"] == len(raws)
+        assert nodes[1].stats["txs_asked"] == 0, "n1 had them whole from n2"
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
+
+
+def test_bad_announcements_and_requests_are_refused_and_counted(tmp_path: Path) -> None:
+    links = {0: (), 1: (0,)}
+    node_homes = homes(tmp_path, links, validators=1)
+
+    async def scenario(nodes: list[Node]) -> None:
+        peer = next(iter(nodes[0].p2p.peers.values()))
+        before = nodes[0].stats["invalid_messages"]
+        for kind, payload in [
+            ("tx_hashes", "not a list"),
+            ("tx_hashes", [b"short"]),
+            ("get_txs", [b"\x00" * 32] * 10_000),
+            ("get_txs", {"a": 1}),
+        ]:
+            nodes[0]._on_frame(peer, kind, payload)
+        assert nodes[0].stats["invalid_messages"] == before + 4
+        # a request for an unknown hash is answered with nothing, and nothing breaks
+        nodes[0]._on_frame(peer, "get_txs", [b"\x01" * 32])
+        assert nodes[0].stats["invalid_messages"] == before + 4
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
