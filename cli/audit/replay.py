@@ -17,11 +17,16 @@ For every height h, in order (specs/audit.md, "Replay"):
 
 The first failure stops the replay and is reported as a `Divergence` naming the height.
 
-Signatures (transactions and certificates) are checked in a process pool, `jobs` processes, a batch
-of blocks ahead of the ledger; the hashes that verified are handed to the ledger as a
-`SignatureCache`, so each signature is checked once. A signature that failed is not in the cache, so
-the ledger checks it again and rejects the block at its height: the outcome is the same whatever
-`jobs` is.
+Signatures (transactions and certificates) are checked in a process pool, `jobs` processes (with 1,
+in this process), a batch of blocks ahead of the ledger. The pool also decodes each transaction
+(`decode_tx`, the ledger's check of form) and, from a node's store, the block and its certificate
+(`StoredBlock`). The transactions that are well formed and verified are handed to the ledger as a
+`SignatureCache`, each rebuilt here from its wire bytes and the hash the pool computed, so each is
+decoded and each signature checked once. One that failed is not in the cache, so the ledger checks it
+again and rejects the block at its height: the outcome is the same whatever `jobs` is.
+
+The replayed ledger keeps no undo logs; it is built, and the start of a node's stored state read,
+while the pool checks the first batches.
 """
 
 from __future__ import annotations
@@ -33,10 +38,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cli.audit.economy import KeyIndex, PeriodSnapshot, take_snapshot
-from cli.audit.sources import BlockSource, BlockUnreadable, NodeStateSource, SourceBlock
+from cli.audit.sources import BlockSource, BlockUnreadable, NodeStateSource, SourceBlock, StoredBlock, StoredBlockSource
 from consensus.block import GENESIS_PREV_HASH, evidence_root, merkle_root
 from consensus.block_store import ValidatorInfo, evidence_id, validator_set_of
 from consensus.errors import MessageInvalid
@@ -53,9 +58,10 @@ from ledger.tx import verify_tx_signatures
 
 __all__ = ["Divergence", "ReplayResult", "Replayer", "replay", "verify_signature_batch"]
 
-BATCH_TXS_MAX = 1_000
-"""Transactions per signature batch: large enough to amortise the pool's messaging, small enough
-that the ledger never waits long for the first batch and is left little to do alone at the end."""
+BATCH_BYTES_MAX = 200_000
+"""Bytes of transactions (or of stored blocks) per batch, about 1,000 transfers: large enough to
+amortise the pool's messaging, small enough that the ledger never waits long for the first batch
+and is left little to do alone at the end."""
 BATCH_BLOCKS_MAX = 64
 BATCHES_AHEAD = 2
 """Batches in flight per worker: the pool keeps verifying while the ledger executes."""
@@ -146,16 +152,50 @@ class ReplayResult:
 VoteItem = tuple[int, int, bytes, bytes, bytes]
 """(height, round, block_hash, validator, signature) of one precommit in a certificate."""
 
+BlockWork = tuple[Sequence[bytes], Sequence[VoteItem]] | StoredBlock
+"""What the pool checks of one block: its transactions and precommits, or the block as a node's
+store holds it, which the pool decodes first."""
 
-def check_signature_batch(
-    chain_id: str, blocks: Sequence[tuple[Sequence[bytes], Sequence[VoteItem]]]
-) -> list[tuple[bytes, list[Tx | None], list[bool]]]:
-    """Per block of (transactions, precommits): the Merkle root of its transactions; for each
-    transaction, in order, the decoded `Tx` if it is well formed (`decode_tx`, the ledger's own
-    check of form) and all its signatures verify, else None (left for the ledger to reject); and
-    for each precommit whether its signature verifies."""
-    out = []
-    for txs, votes in blocks:
+
+class Checked(NamedTuple):
+    """What the pool found of one block."""
+
+    block: SourceBlock | None
+    """The block the pool decoded from a `StoredBlock`; None when the replay holds it already."""
+    txs_root: bytes
+    txs: list[Any]
+    """Per transaction, in order: the decoded `Tx` (its hash, from a worker process) if it is well
+    formed (`decode_tx`, the ledger's own check of form) and all its signatures verify, else None
+    (left for the ledger to reject)."""
+    votes_ok: list[bool]
+    """Per precommit of the certificate: whether its signature verifies."""
+
+
+class Unreadable(NamedTuple):
+    """A `StoredBlock` that does not decode (`BlockUnreadable`); the pool stops its batch there."""
+
+    height: int
+    reason: str
+
+
+def check_signature_batch(chain_id: str, work: Sequence[BlockWork]) -> list[Checked | Unreadable]:
+    """Per block: the Merkle root of its transactions, each transaction's decoded `Tx` or None,
+    each precommit's validity (see `Checked`)."""
+    out: list[Checked | Unreadable] = []
+    for item in work:
+        block = None
+        if isinstance(item, StoredBlock):
+            try:
+                block = item.decode()
+            except BlockUnreadable as exc:
+                out.append(Unreadable(exc.height, exc.reason))
+                break
+            block.header.hash  # computed here, and sent with the header  # noqa: B018
+            txs, votes = block.txs, _vote_items(block.certificate)
+            txs_root = block.header.txs_hash  # decoding checked merkle_root(txs) against it (Block)
+        else:
+            txs, votes = item
+            txs_root = merkle_root(txs)
         checked: list[Tx | None] = []
         for raw in txs:
             try:
@@ -169,19 +209,17 @@ def check_signature_batch(
             verify_signature(validator, vote_sign_bytes(chain_id, VoteKind.PRECOMMIT, height, round_, block_hash, validator), signature)
             for height, round_, block_hash, validator, signature in votes
         ]
-        out.append((merkle_root(txs), checked, votes_ok))
+        out.append(Checked(block, txs_root, checked, votes_ok))
     return out
 
 
-def verify_signature_batch(
-    chain_id: str, blocks: Sequence[tuple[Sequence[bytes], Sequence[VoteItem]]]
-) -> list[tuple[bytes, list[bytes | None], list[bool]]]:
+def verify_signature_batch(chain_id: str, work: Sequence[BlockWork]) -> list[Checked | Unreadable]:
     """Runs in a worker: `check_signature_batch`, each checked transaction sent back as its hash
     only (32 bytes through the pipe instead of a pickled `Tx`); the replay rebuilds the `Tx` from
-    the wire bytes it already holds (`_trusted_tx`)."""
+    the wire bytes (`_trusted_tx`)."""
     return [
-        (root, [None if tx is None else tx.hash for tx in checked], votes_ok)
-        for root, checked, votes_ok in check_signature_batch(chain_id, blocks)
+        c._replace(txs=[None if tx is None else tx.hash for tx in c.txs]) if isinstance(c, Checked) else c
+        for c in check_signature_batch(chain_id, work)
     ]
 
 
@@ -203,10 +241,10 @@ def _vote_items(certificate: CommitCertificate) -> list[VoteItem]:
 
 @dataclass
 class _Batch:
-    blocks: list[SourceBlock]
+    items: list[SourceBlock | StoredBlock]
     unreadable: BlockUnreadable | None
     """Raised by the source right after these blocks."""
-    verified: Future[list[tuple[bytes, list[Any], list[bool]]]] | None = None
+    verified: Future[list[Checked | Unreadable]] | None = None
 
 
 class _InlineExecutor(Executor):
@@ -356,22 +394,26 @@ class Replayer:
                 if batch is None:
                     exhausted = True
                     break
-                work = [(b.txs, _vote_items(b.certificate)) for b in batch.blocks]
+                work = [b if isinstance(b, StoredBlock) else (b.txs, _vote_items(b.certificate)) for b in batch.items]
                 batch.verified = executor.submit(verify_signature_batch, self.chain_id, work)
                 in_flight.append(batch)
             self._open()
             if not in_flight:
                 return
             batch = in_flight.pop(0)
-            checked = batch.verified.result()  # type: ignore[union-attr]  # set when queued
-            size = sum(len(b.txs) for b in batch.blocks) + 1
+            results = batch.verified.result()  # type: ignore[union-attr]  # set when queued
+            size = sum(len(c.txs) for c in results if isinstance(c, Checked)) + 1
             cache = SignatureCache(capacity=size, decoded_capacity=size)
             remember = cache.remember
-            for block, (txs_root, txs_checked, votes_ok) in zip(batch.blocks, checked, strict=True):
-                for raw, tx in zip(block.txs, txs_checked, strict=True):
+            for item, checked in zip(batch.items, results):  # the results stop at an unreadable block
+                if isinstance(checked, Unreadable):
+                    raise _Diverged(checked.height, "block unreadable", checked.reason)
+                block = checked.block or item
+                assert isinstance(block, SourceBlock)
+                for raw, tx in zip(block.txs, checked.txs, strict=True):
                     if tx is not None:
                         remember(tx if type(tx) is Tx else _trusted_tx(raw, tx))
-                self._replay_block(block, cache, txs_root, votes_ok, result)
+                self._replay_block(block, cache, checked.txs_root, checked.votes_ok, result)
             if batch.unreadable is not None:
                 raise _Diverged(batch.unreadable.height, "block unreadable", batch.unreadable.reason)
 
@@ -590,25 +632,27 @@ def _start_pool(jobs: int) -> Executor:
 
 
 def _batches(source: BlockSource) -> Iterator[_Batch]:
-    """The source's blocks in batches; a BlockUnreadable ends the last batch."""
-    blocks: list[SourceBlock] = []
-    txs = 0
-    iterator = source.blocks(1)
+    """The source's blocks in batches (as `StoredBlock`s when it has them, for the pool to decode);
+    a BlockUnreadable ends the last batch."""
+    items: list[SourceBlock | StoredBlock] = []
+    size = 0
+    iterator: Iterator[SourceBlock | StoredBlock]
+    iterator = source.stored_blocks(1) if isinstance(source, StoredBlockSource) else source.blocks(1)
     while True:
         try:
-            block = next(iterator, None)
+            item = next(iterator, None)
         except BlockUnreadable as exc:
-            yield _Batch(blocks, exc)
+            yield _Batch(items, exc)
             return
-        if block is None:
-            if blocks:
-                yield _Batch(blocks, None)
+        if item is None:
+            if items:
+                yield _Batch(items, None)
             return
-        blocks.append(block)
-        txs += len(block.txs)
-        if txs >= BATCH_TXS_MAX or len(blocks) >= BATCH_BLOCKS_MAX:
-            yield _Batch(blocks, None)
-            blocks, txs = [], 0
+        items.append(item)
+        size += len(item.block or b"") if isinstance(item, StoredBlock) else sum(map(len, item.txs))
+        if size >= BATCH_BYTES_MAX or len(items) >= BATCH_BLOCKS_MAX:
+            yield _Batch(items, None)
+            items, size = [], 0
 
 
 def replay(source: BlockSource, jobs: int | None = None, on_progress: ProgressFn | None = None, snapshots: bool = True) -> ReplayResult:

@@ -15,7 +15,10 @@ The BlockSource interface (`BlockSource` below):
 
 A source over a node's own store also offers `stored_root(height)` and `stored_state()`, the roots
 and the state the node itself recorded (`NodeStateSource`): the replay compares them with its own,
-so tampering with the node's state is caught too.
+so tampering with the node's state is caught too. It also offers `stored_blocks(from_height)`, the
+same blocks as `StoredBlock`s, their bytes not yet decoded (`StoredBlockSource`): `StoredBlock.decode()`
+gives the `SourceBlock` or raises `BlockUnreadable`, in whichever process calls it (the replay's
+pool decodes them, next to the signature checks).
 
 A `SourceBlock` is one committed block as the source has it: its height, its header, its raw
 transactions, the addresses its evidence slashes (in order of first appearance, each once), the
@@ -48,6 +51,8 @@ __all__ = [
     "SourceBlock",
     "SourceError",
     "StoreBlockSource",
+    "StoredBlock",
+    "StoredBlockSource",
     "open_home_source",
     "RpcBlockSource",
     "slashes_of",
@@ -99,6 +104,38 @@ class NodeStateSource(Protocol):
     def stored_state(self) -> Iterator[tuple[bytes, bytes]]: ...
 
 
+@dataclass(frozen=True)
+class StoredBlock:
+    """A block and its commit certificate as a node's store holds them (None: missing)."""
+
+    height: int
+    block: bytes | None
+    certificate: bytes | None
+
+    def decode(self) -> SourceBlock:
+        height = self.height
+        if self.block is None:
+            raise BlockUnreadable(height, "the block is missing from the store")
+        if self.certificate is None:
+            raise BlockUnreadable(height, "the commit certificate is missing from the store")
+        try:
+            block = Block.from_bytes(self.block)
+        except MessageInvalid as exc:
+            raise BlockUnreadable(height, f"the stored block does not decode: {exc}") from None
+        try:
+            certificate = CommitCertificate.from_bytes(self.certificate)
+        except MessageInvalid as exc:
+            raise BlockUnreadable(height, f"the stored commit certificate does not decode: {exc}") from None
+        return SourceBlock(
+            height, block.header, block.txs, slashes_of(e.validator for e in block.evidence), block.evidence, certificate
+        )
+
+
+@runtime_checkable
+class StoredBlockSource(Protocol):
+    def stored_blocks(self, from_height: int = 1) -> Iterator[StoredBlock]: ...
+
+
 def slashes_of(validators: Any) -> tuple[bytes, ...]:
     """Offenders in order of first appearance, each once (the ledger app's rule)."""
     return tuple(dict.fromkeys(validators))
@@ -127,28 +164,19 @@ class StoreBlockSource:
         return int(decode_record(b"c", data).height)
 
     def blocks(self, from_height: int = 1) -> Iterator[SourceBlock]:
+        for stored in self.stored_blocks(from_height):
+            yield stored.decode()
+
+    def stored_blocks(self, from_height: int = 1) -> Iterator[StoredBlock]:
         head = self.head_height()
         for height in range(from_height, head + 1):
-            yield self.read(height)
+            yield self.stored(height)
+
+    def stored(self, height: int) -> StoredBlock:
+        return StoredBlock(height, self._blocks.block_bytes(height), self._blocks.certificate_bytes(height))
 
     def read(self, height: int) -> SourceBlock:
-        block_bytes = self._blocks.block_bytes(height)
-        certificate_bytes = self._blocks.certificate_bytes(height)
-        if block_bytes is None:
-            raise BlockUnreadable(height, "the block is missing from the store")
-        if certificate_bytes is None:
-            raise BlockUnreadable(height, "the commit certificate is missing from the store")
-        try:
-            block = Block.from_bytes(block_bytes)
-        except MessageInvalid as exc:
-            raise BlockUnreadable(height, f"the stored block does not decode: {exc}") from None
-        try:
-            certificate = CommitCertificate.from_bytes(certificate_bytes)
-        except MessageInvalid as exc:
-            raise BlockUnreadable(height, f"the stored commit certificate does not decode: {exc}") from None
-        return SourceBlock(
-            height, block.header, block.txs, slashes_of(e.validator for e in block.evidence), block.evidence, certificate
-        )
+        return self.stored(height).decode()
 
     # the node's own state, which a replay compares with its own once it reaches the node's head
     def stored_root(self, height: int) -> bytes | None:
