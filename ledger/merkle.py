@@ -108,16 +108,31 @@ class PendingRoot:
     """The effect of a set of changes on the tree, computed but not yet installed."""
 
     root: bytes
-    buckets: dict[int, dict[bytes, bytes]]
+    buckets: dict[int, bytes]  # changed buckets, as StateCommitment keeps them (entry bytes)
     levels: list[dict[int, bytes]]  # per level, from the buckets (0) up to the root (DEPTH): changed nodes
 
 
+KEY_HASH_CACHE_MAX = 100_000
+"""Key hashes the tree remembers (keys of accounts that send or receive again hash once)."""
+
+
+def _bucket_entries(entries: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((entries[i : i + 32], entries[i + 32 : i + 64]) for i in range(0, len(entries), 64))
+
+
 class StateCommitment:
-    """The in-memory tree index. `_levels[0]` holds the bucket hashes, `_levels[DEPTH]` the root."""
+    """The in-memory tree index. `_levels[0]` holds the bucket hashes, `_levels[DEPTH]` the root.
+
+    A bucket is kept as the bytes its hash covers after the tag: key_hash || value_hash of each
+    entry, 64 bytes apiece, in ascending key_hash order. Its hash is then one SHA-256 over the tag
+    and those bytes, an update is a binary search and a splice, and an entry costs 64 bytes of
+    memory rather than two objects in a dict."""
 
     def __init__(self) -> None:
-        self._buckets: list[dict[bytes, bytes] | None] = [None] * BUCKETS
+        self._buckets: list[bytes] = [b""] * BUCKETS
         self._levels: list[list[bytes]] = [[_EMPTY_BUCKET] * BUCKETS]
+        self._loading: dict[int, list[bytes]] = {}
+        self._key_hashes: dict[bytes, bytes] = {}
         self._rebuild_inner()
 
     def _rebuild_inner(self) -> None:
@@ -138,61 +153,74 @@ class StateCommitment:
 
     def add(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Add entries while loading a state in parts; `finish_loading` then computes the hashes."""
-        buckets = self._buckets
+        loading = self._loading
         for key, value in items:
             kh = _h(key)
             b = compute_bucket_index(kh)
-            bucket = buckets[b]
-            if bucket is None:
-                bucket = buckets[b] = {}
-            bucket[kh] = _h(value)
+            entries = loading.get(b)
+            if entries is None:
+                entries = loading[b] = []
+            entries.append(kh + _h(value))
 
     def finish_loading(self) -> None:
         buckets = self._buckets
         hashes = self._levels[0]
-        for b, bucket in enumerate(buckets):
-            if bucket:
-                hashes[b] = compute_bucket_hash(bucket)
+        for b, added in self._loading.items():
+            by_key = {e[:32]: e for e in added}  # a key added twice keeps its last value
+            for kh, entry in _bucket_entries(buckets[b]):
+                by_key.setdefault(kh, kh + entry)
+            entries = buckets[b] = b"".join(sorted(by_key.values()))
+            hashes[b] = _h(_LEAF_TAG + entries)
+        self._loading = {}
         self._rebuild_inner()
+
+    def _key_hash(self, key: bytes) -> bytes:
+        kh = self._key_hashes.get(key)
+        if kh is None:
+            if len(self._key_hashes) >= KEY_HASH_CACHE_MAX:
+                self._key_hashes.clear()
+            kh = self._key_hashes[key] = _sha256(key).digest()
+        return kh
 
     def preview(self, changes: Mapping[bytes, bytes | None]) -> PendingRoot:
         """The root after `changes` (value bytes, or None to delete), without installing it."""
-        touched: dict[int, dict[bytes, bytes]] = {}
+        touched: dict[int, bytes] = {}
         buckets = self._buckets
+        key_hashes = self._key_hashes
         for key, value in changes.items():
-            kh = _sha256(key).digest()
+            kh = key_hashes.get(key)
+            if kh is None:
+                kh = self._key_hash(key)
             b = int.from_bytes(kh[:2], "big") >> (16 - MERKLE_BUCKET_BITS)
-            bucket = touched.get(b)
-            if bucket is None:
-                current = buckets[b]
-                bucket = touched[b] = dict(current) if current else {}
+            entries = touched.get(b)
+            if entries is None:
+                entries = buckets[b]
+            low, high = 0, len(entries) >> 6  # the first entry whose key hash is >= kh
+            while low < high:
+                mid = (low + high) >> 1
+                if entries[mid << 6 : (mid << 6) + 32] < kh:
+                    low = mid + 1
+                else:
+                    high = mid
+            at = low << 6
+            end = at + 64 if entries[at : at + 32] == kh else at
             if value is None:
-                bucket.pop(kh, None)
+                touched[b] = entries[:at] + entries[end:]
             else:
-                bucket[kh] = _sha256(value).digest()
+                touched[b] = b"".join((entries[:at], kh, _sha256(value).digest(), entries[end:]))
         if not touched:
             return PendingRoot(self.root, {}, [{} for _ in range(DEPTH + 1)])
-        changed: dict[int, bytes] = {b: compute_bucket_hash(e) for b, e in touched.items()}
+        changed: dict[int, bytes] = {b: _sha256(_LEAF_TAG + e).digest() for b, e in touched.items()}
         levels = [changed]
         for depth in range(DEPTH):
-            current = self._levels[depth]
-            groups: dict[int, list[int]] = {}
-            for i in changed:
-                groups.setdefault(i >> ARITY_BITS, []).append(i)
-            parents: dict[int, bytes] = {}
-            for p, members in groups.items():
-                first = p << ARITY_BITS
-                children = current[first : first + ARITY]
-                for i in members:
-                    children[i - first] = changed[i]
-                parents[p] = _sha256(_NODE_TAG + b"".join(children)).digest()
-            levels.append(parents)
-            changed = parents
+            changed = _changed_parents(self._levels[depth], changed)
+            levels.append(changed)
         return PendingRoot(changed[0], touched, levels)
 
     def install(self, pending: PendingRoot) -> None:
+        buckets = self._buckets
         for b, entries in pending.buckets.items():
-            self._buckets[b] = entries or None
+            buckets[b] = entries
         for depth, changed in enumerate(pending.levels):
             level = self._levels[depth]
             for i, h in changed.items():
@@ -206,7 +234,7 @@ class StateCommitment:
         if view is not None and index in view.buckets:
             entries = view.buckets[index]
         else:
-            entries = self._buckets[index] or {}
+            entries = self._buckets[index]
         siblings = []
         for depth in range(DEPTH):
             first = (index >> ARITY_BITS) << ARITY_BITS
@@ -217,4 +245,27 @@ class StateCommitment:
             del group[index - first]
             siblings.append(tuple(group))
             index >>= ARITY_BITS
-        return Proof(tuple(sorted(entries.items())), tuple(siblings))
+        return Proof(_bucket_entries(entries), tuple(siblings))
+
+
+def _changed_parents(below: list[bytes], changed: dict[int, bytes]) -> dict[int, bytes]:
+    """The new hashes of the parents of the `changed` nodes of one level (`below` as it stands)."""
+    if len(changed) << 6 >= len(below):  # a large share of the level: patch a copy, then hash
+        patched = below.copy()
+        for i, h in changed.items():
+            patched[i] = h
+        return {
+            p: _sha256(_NODE_TAG + b"".join(patched[p << ARITY_BITS : (p + 1) << ARITY_BITS])).digest()
+            for p in {i >> ARITY_BITS for i in changed}
+        }
+    groups: dict[int, list[int]] = {}
+    for i in changed:
+        groups.setdefault(i >> ARITY_BITS, []).append(i)
+    parents: dict[int, bytes] = {}
+    for p, members in groups.items():
+        first = p << ARITY_BITS
+        children = below[first : first + ARITY]
+        for i in members:
+            children[i - first] = changed[i]
+        parents[p] = _sha256(_NODE_TAG + b"".join(children)).digest()
+    return parents
