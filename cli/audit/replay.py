@@ -271,11 +271,11 @@ class _ReplayStore:
 
     def write_batch(self, changes: Mapping[bytes, bytes | None], sync: bool = True) -> None:
         data = self._data
-        for k, v in changes.items():
-            if v is None:
-                data.pop(k, None)
-            else:
-                data[k] = v
+        data.update(changes)  # type: ignore[arg-type]  # the deletions (None) are removed next
+        if None in changes.values():
+            for k, v in changes.items():
+                if v is None:
+                    del data[k]
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for k in sorted(k for k in self._data if k.startswith(prefix)):
