@@ -307,6 +307,7 @@ class Replayer:
         self._sets: dict[bytes, ValidatorSet] = {}
         self._node_state: NodeStateSource | None = None
         self._node_entries: Iterator[tuple[bytes, bytes]] = iter(())
+        self._node_reader: Iterator[tuple[bytes, bytes]] | None = None
         self._current: ValidatorSet | None = None  # the set of head + 1, until a validator record changes
         self._set_hash_at: list[bytes] = [b""]  # index = height
         self._evidence_seen: set[bytes] = set()
@@ -332,7 +333,7 @@ class Replayer:
         self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
         self._last_snapshot_totals = self.ledger.totals()
         if self._node_state is not None:
-            entries = self._node_state.stored_state()
+            entries = self._node_reader = self._node_state.stored_state()
             self._node_entries = itertools.chain(list(itertools.islice(entries, NODE_STATE_PREFETCH)), entries)
 
     # validator sets -------------------------------------------------------------------------------------
@@ -369,6 +370,9 @@ class Replayer:
             result.divergence = exc.divergence
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+            close = getattr(self._node_reader, "close", None)
+            if close is not None:
+                close()  # a store iterator left open by a replay that stopped early, closed while the store is open
         self._open()
         self._finish(result)
         result.elapsed_s = time.perf_counter() - started
