@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ledger.crypto import sha256
 from ledger.errors import Code, Rejected
-from ledger.monetary import settle_account
+from ledger.monetary import settle_account_as_read
 from ledger.records import Account, Member, Node, node_key
 from ledger.state import State
 from ledger.tx import Tx
@@ -72,7 +72,17 @@ def require_member(state: State, address: bytes, node_id: str | None = None) -> 
 # nonces ----------------------------------------------------------------------------------------
 def process_nonce(state: State, tx: Tx) -> Account:
     """Settle the sender, check its nonce equals the account's, and consume it."""
-    account = state.get_account(tx.sender)
+    account = settle_sender(state, tx)
+    account = Account(account.balance, account.nonce + 1, account.settled_period)
+    state.set_account(tx.sender, account)
+    return account
+
+
+def settle_sender(state: State, tx: Tx) -> Account:
+    """The nonce checks of `process_nonce`, then the sender settled; the caller writes the account
+    with the nonce consumed (a transfer writes it once, with its debit)."""
+    sender = tx.body["from"]
+    account = state.get_account(sender)
     if account is None:
         if tx.nonce != 0:
             raise Rejected(Code.NONCE_FUTURE, f"nonce {tx.nonce}, account expects 0")
@@ -80,7 +90,4 @@ def process_nonce(state: State, tx: Tx) -> Account:
         raise Rejected(Code.NONCE_STALE, f"nonce {tx.nonce} already used; account expects {account.nonce}")
     elif tx.nonce > account.nonce:
         raise Rejected(Code.NONCE_FUTURE, f"nonce {tx.nonce}, account expects {account.nonce}")
-    account = settle_account(state, tx.sender)
-    account = Account(account.balance, account.nonce + 1, account.settled_period)
-    state.set_account(tx.sender, account)
-    return account
+    return settle_account_as_read(state, sender, account)

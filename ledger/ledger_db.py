@@ -18,7 +18,7 @@ from ledger.errors import Code, Rejected, check_invariant
 from ledger.genesis import Genesis
 from ledger.merkle import PendingRoot, Proof, StateCommitment
 from ledger.records import ChainHead, Totals
-from ledger.state import STATE_PREFIX, CommittedState, State, encode_record
+from ledger.state import STATE_PREFIX, CommittedState, State, encode_record, encode_records
 from ledger.store import Store
 from ledger.transition import BlockInput, apply_block, check_tx, select_block_txs
 from ledger.tx import SignatureCache, Tx
@@ -157,7 +157,7 @@ class LedgerDB:
         return self._finish(block, txs, state)
 
     def _finish(self, block: BlockInput, txs: list[Tx], state: State) -> ExecutedBlock:
-        encoded = {k: None if r is None else encode_record(r) for k, r in state.changes.items()}
+        encoded = encode_records(state.changes)
         pending = self.commitment.preview(encoded)
         return ExecutedBlock(block, txs, state, encoded, pending, self.head.height)
 

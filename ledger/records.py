@@ -371,11 +371,12 @@ RECORD_TYPES: dict[bytes, type] = {
 }
 _FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in RECORD_TYPES.values()}
 
-_GETTERS = {
+WIRE_FIELDS = {
     # attrgetter of one name returns the value itself, not a 1-tuple
     cls: operator.attrgetter(*names) if len(names) > 1 else (lambda r, n=names[0]: (getattr(r, n),))
     for cls, names in _FIELD_NAMES.items()
 }
+"""Per record class: the function from a record to its fields in order (`record_to_wire`)."""
 
 SINGLETON_KEYS = {ChainHead: b"c", Totals: b"t", Params: b"g", CommunityRules: b"b"}
 
@@ -464,7 +465,7 @@ def right_event_key(node: str, unit: str, grant: int, index: int) -> bytes:
 
 def record_to_wire(record: Any) -> tuple[Any, ...]:
     """The record's fields in order (msgpack encodes a tuple as an array)."""
-    return _GETTERS[type(record)](record)
+    return WIRE_FIELDS[type(record)](record)
 
 
 def record_from_wire(key: bytes, wire: list[Any]) -> Any:

@@ -17,6 +17,7 @@ from ledger.records import (
     PeriodRecord,
     Totals,
     Validator,
+    WIRE_FIELDS,
     account_key,
     member_key,
     period_key,
@@ -28,7 +29,8 @@ from ledger.records import (
 STATE_PREFIX = b"s/"
 """Where state keys live inside the store."""
 
-_DELETED = object()
+_MISSING = object()
+"""A dict lookup default: the key is not there."""
 
 
 class StateReader(Protocol):
@@ -46,6 +48,13 @@ def scan_prefix(reader: Any, prefix: bytes) -> dict[bytes, Any]:
 
 def encode_record(record: Any) -> bytes:
     return encoding.encode_fast(record_to_wire(record))
+
+
+def encode_records(records: dict[bytes, Any]) -> dict[bytes, bytes | None]:
+    """`encode_record` of each record by key; None (a deletion) stays None."""
+    pack = encoding.fast_packer()
+    wire = WIRE_FIELDS
+    return {k: None if r is None else pack(wire[type(r)](r)) for k, r in records.items()}
 
 
 def decode_record(key: bytes, data: bytes) -> Any:
@@ -69,10 +78,9 @@ class CommittedState:
             self._encoded.clear()
 
     def get(self, key: bytes) -> Any:
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
+        record = self._cache.get(key, _MISSING)  # a miss is common (a block's new recipients): no exception
+        if record is not _MISSING:
+            return record
         data = self._store.get(STATE_PREFIX + key)
         record = None if data is None else decode_record(key, data)
         self._make_room()
@@ -82,10 +90,8 @@ class CommittedState:
 
     def get_encoded(self, key: bytes) -> bytes | None:
         """The committed value bytes of `key` (None if absent)."""
-        try:
-            return self._encoded[key]
-        except KeyError:
-            return self._store.get(STATE_PREFIX + key)
+        data = self._encoded.get(key, _MISSING)
+        return self._store.get(STATE_PREFIX + key) if data is _MISSING else data
 
     def scan(self, prefix: bytes) -> dict[bytes, Any]:
         """The committed records whose keys start with `prefix`, in key order."""
@@ -110,8 +116,8 @@ class State:
 
     # generic access ---------------------------------------------------------------------------
     def get(self, key: bytes) -> Any:
-        record = self._writes.get(key, _DELETED)
-        if record is _DELETED:
+        record = self._writes.get(key, _MISSING)
+        if record is _MISSING:
             return self._parent.get(key)
         return record
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from ledger import housing, nodes, quotas, staking
 from ledger.constants import MAX_TXS_PER_BLOCK
 from ledger.errors import Code, Rejected, check_invariant
-from ledger.authorization import process_nonce, require_sole_signer
+from ledger.authorization import require_sole_signer, settle_sender
 from ledger.monetary import check_conservation, compute_period, process_periods, settle_account
 from ledger.records import Account, ChainHead
 from ledger.state import State
@@ -32,14 +32,16 @@ class BlockInput:
 
 # transaction processing ------------------------------------------------------------------------------
 def process_transfer(state: State, tx: Tx) -> None:
-    require_sole_signer(tx, tx.sender)
+    sender_address = tx.body["from"]
+    require_sole_signer(tx, sender_address)
     to, amount = tx.body["to"], tx.body["amount"]
-    if to == tx.sender:
+    if to == sender_address:
         raise Rejected(Code.SELF_TRANSFER)
-    sender = process_nonce(state, tx)
+    sender = settle_sender(state, tx)
     if sender.balance < amount:
         raise Rejected(Code.INSUFFICIENT_FUNDS, f"balance {sender.balance} < amount {amount}")
-    state.set_account(tx.sender, Account(sender.balance - amount, sender.nonce, sender.settled_period))
+    # the nonce consumed and the amount debited in one write (process_nonce, then the debit)
+    state.set_account(sender_address, Account(sender.balance - amount, sender.nonce + 1, sender.settled_period))
     recipient = settle_account(state, to)
     state.set_account(to, Account(recipient.balance + amount, recipient.nonce, recipient.settled_period))
 
@@ -72,11 +74,14 @@ TX_PROCESSORS: dict[str, Callable[[State, Tx], None]] = {
 check_invariant(TX_PROCESSORS.keys() == TX_SCHEMAS.keys(), "every transaction type has a schema and a processor")
 
 
-def process_tx(state: State, tx_or_raw: bytes | Tx, verified: SignatureCache | None = None) -> Tx:
+def process_tx(
+    state: State, tx_or_raw: bytes | Tx, verified: SignatureCache | None = None, chain_id: str | None = None
+) -> Tx:
     """Apply one transaction to `state` (an overlay the caller drops if this raises Rejected).
 
     Takes wire bytes or an already decoded `Tx`. Signatures are verified unless the hash is in
     `verified`; on success the transaction is remembered there, so this node checks it once.
+    `chain_id` is the state's (a caller applying many transactions reads it once).
     """
     if isinstance(tx_or_raw, Tx):
         tx = tx_or_raw
@@ -84,14 +89,16 @@ def process_tx(state: State, tx_or_raw: bytes | Tx, verified: SignatureCache | N
         tx = verified.decoded(tx_or_raw) if verified is not None else None
         if tx is None:
             tx = decode_tx(tx_or_raw)
-    chain_id = state.get_params().chain_id
-    if tx.body["chain"] != chain_id:
-        raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {tx.body['chain']!r}, this is {chain_id!r}")
+    if chain_id is None:
+        chain_id = state.get_params().chain_id
+    body = tx.body
+    if body["chain"] != chain_id:
+        raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {body['chain']!r}, this is {chain_id!r}")
     if verified is None or tx.hash not in verified:
         verify_tx_signatures(tx, chain_id)
         if verified is not None:
             verified.remember(tx)
-    TX_PROCESSORS[tx.type](state, tx)
+    TX_PROCESSORS[body["type"]](state, tx)
     return tx
 
 
@@ -132,9 +139,10 @@ def apply_block(state: State, block: BlockInput, verified: SignatureCache | None
     for address in block.slashes:
         process_slash(state, address)
     txs = []
+    chain_id = state.get_params().chain_id
     for index, raw in enumerate(block.txs):
         try:
-            txs.append(process_tx(state, raw, verified))
+            txs.append(process_tx(state, raw, verified, chain_id))
         except Rejected as exc:
             raise Rejected(Code.BLOCK_INVALID, f"transaction {index}: {exc.code.name}: {exc.message}") from None
     check_conservation(state)
@@ -151,12 +159,13 @@ def select_block_txs(
         process_slash(state, address)
     accepted_raw: list[bytes] = []
     txs: list[Tx] = []
+    chain_id = state.get_params().chain_id
     for raw in candidates:
         if len(accepted_raw) >= MAX_TXS_PER_BLOCK:
             break
         overlay = state.child()
         try:
-            tx = process_tx(overlay, raw, verified)
+            tx = process_tx(overlay, raw, verified, chain_id)
         except Rejected:
             continue
         overlay.merge_into_parent()

@@ -241,26 +241,31 @@ def _check_signature_list(sig_list: list[Any]) -> tuple[tuple[bytes, bytes], ...
     return tuple(out)
 
 
-_ALLOWED_FIELDS: dict[str, frozenset[str]] = {}
-"""Per transaction type, the common and type fields it may carry (filled on first use)."""
+_COMMON_CHECKS = tuple((name, field.check) for name, field in COMMON_FIELDS.items())
+_TYPE_RULES: dict[str, tuple[tuple[tuple[str, Checker, bool], ...], frozenset[str]]] = {}
+"""Per transaction type: its fields as (name, check, required), and the common and type fields it
+may carry (filled on first use)."""
 
 
 def _check_body(body: dict[str, Any]) -> None:
-    for name, field in COMMON_FIELDS.items():
+    for name, check in _COMMON_CHECKS:
         if name not in body:
             raise Rejected(Code.TX_MISSING_FIELD, f"missing field {name!r}")
-        field.check(name, body[name])
-    schema = TX_SCHEMAS.get(body["type"])
-    if schema is None:
-        raise Rejected(Code.TX_UNKNOWN_TYPE, f"unknown transaction type {body['type']!r}")
-    for name, field in schema.items():
+        check(name, body[name])
+    tx_type = body["type"]
+    rules = _TYPE_RULES.get(tx_type)
+    if rules is None:
+        schema = TX_SCHEMAS.get(tx_type)
+        if schema is None:
+            raise Rejected(Code.TX_UNKNOWN_TYPE, f"unknown transaction type {tx_type!r}")
+        fields = tuple((name, field.check, field.required) for name, field in schema.items())
+        rules = _TYPE_RULES[tx_type] = (fields, frozenset(COMMON_FIELDS) | frozenset(schema))
+    fields, allowed = rules
+    for name, check, required in fields:
         if name in body:
-            field.check(name, body[name])
-        elif field.required:
+            check(name, body[name])
+        elif required:
             raise Rejected(Code.TX_MISSING_FIELD, f"missing field {name!r}")
-    allowed = _ALLOWED_FIELDS.get(body["type"])
-    if allowed is None:
-        allowed = _ALLOWED_FIELDS[body["type"]] = frozenset(COMMON_FIELDS) | frozenset(schema)
     if not body.keys() <= allowed:
         raise Rejected(Code.TX_BAD_FIELD, f"unknown field(s) {sorted(set(body) - allowed)}")
 
