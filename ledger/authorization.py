@@ -81,13 +81,13 @@ def process_nonce(state: State, tx: Tx) -> Account:
 def settle_sender(state: State, tx: Tx) -> Account:
     """The nonce checks of `process_nonce`, then the sender settled; the caller writes the account
     with the nonce consumed (a transfer writes it once, with its debit)."""
-    sender = tx.body["from"]
+    sender, nonce = tx.body["from"], tx.body["nonce"]
     account = state.get_account(sender)
     if account is None:
-        if tx.nonce != 0:
-            raise Rejected(Code.NONCE_FUTURE, f"nonce {tx.nonce}, account expects 0")
-    elif tx.nonce < account.nonce:
-        raise Rejected(Code.NONCE_STALE, f"nonce {tx.nonce} already used; account expects {account.nonce}")
-    elif tx.nonce > account.nonce:
-        raise Rejected(Code.NONCE_FUTURE, f"nonce {tx.nonce}, account expects {account.nonce}")
+        if nonce != 0:
+            raise Rejected(Code.NONCE_FUTURE, f"nonce {nonce}, account expects 0")
+    elif nonce < account.nonce:
+        raise Rejected(Code.NONCE_STALE, f"nonce {nonce} already used; account expects {account.nonce}")
+    elif nonce > account.nonce:
+        raise Rejected(Code.NONCE_FUTURE, f"nonce {nonce}, account expects {account.nonce}")
     return settle_account_as_read(state, sender, account)

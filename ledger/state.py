@@ -18,7 +18,6 @@ from ledger.records import (
     Totals,
     Validator,
     WIRE_FIELDS,
-    account_key,
     member_key,
     period_key,
     record_from_wire,
@@ -157,7 +156,8 @@ class State:
         return self.get(b"g")
 
     def get_head(self) -> ChainHead:
-        return self.get(b"c")
+        head = self._writes.get(b"c", _MISSING)  # `get`, inlined: read twice per transfer
+        return self._parent.get(b"c") if head is _MISSING else head
 
     def set_head(self, head: ChainHead) -> None:
         self._writes[b"c"] = head
@@ -169,10 +169,12 @@ class State:
         self._writes[b"t"] = totals
 
     def get_account(self, address: bytes) -> Account | None:
-        return self.get(account_key(address))
+        key = b"a" + address  # account_key and `get`, inlined: the hottest read
+        account = self._writes.get(key, _MISSING)
+        return self._parent.get(key) if account is _MISSING else account
 
     def set_account(self, address: bytes, account: Account) -> None:
-        self._writes[account_key(address)] = account
+        self._writes[b"a" + address] = account  # account_key, inlined
 
     def get_member(self, address: bytes) -> Member | None:
         return self.get(member_key(address))

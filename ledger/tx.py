@@ -40,7 +40,7 @@ def check_address(name: str, value: Any) -> bytes:
 
 
 def check_amount(name: str, value: Any) -> int:
-    if not is_int(value):
+    if not isinstance(value, int) or isinstance(value, bool):  # not is_int(value), inlined
         raise Rejected(Code.TX_BAD_FIELD, f"{name} must be an integer")
     if value <= 0:
         raise Rejected(Code.AMOUNT_NOT_POSITIVE, f"{name} must be positive, got {value}")
@@ -50,7 +50,7 @@ def check_amount(name: str, value: Any) -> int:
 
 
 def check_nonnegative_int(name: str, value: Any) -> int:
-    if not is_int(value) or value < 0 or value > MAX_AMOUNT:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > MAX_AMOUNT:
         raise Rejected(Code.TX_BAD_FIELD, f"{name} must be an integer from 0 to {MAX_AMOUNT}")
     return value
 
@@ -157,7 +157,7 @@ TX_SCHEMAS: dict[str, dict[str, Field]] = {
 `process_<type>` function to ledger.transition.TX_PROCESSORS."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tx:
     """A decoded, well-formed transaction. Signatures are not yet verified."""
 
@@ -184,8 +184,16 @@ class Tx:
         return frozenset(pk for pk, _ in self.signatures)
 
 
+_SIGN_PREFIXES: dict[str, bytes] = {}
+
+
 def compute_sign_bytes(chain_id: str, body_bytes: bytes) -> bytes:
-    return TX_SIGN_DOMAIN + chain_id.encode() + b"\x00" + body_bytes
+    prefix = _SIGN_PREFIXES.get(chain_id)
+    if prefix is None:
+        if len(_SIGN_PREFIXES) >= 64:
+            _SIGN_PREFIXES.clear()
+        prefix = _SIGN_PREFIXES[chain_id] = TX_SIGN_DOMAIN + chain_id.encode() + b"\x00"
+    return prefix + body_bytes
 
 
 def decode_tx(raw: bytes) -> Tx:
