@@ -40,14 +40,14 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+import msgpack
+
 from cli.audit.economy import KeyIndex, PeriodSnapshot, take_snapshot
 from cli.audit.sources import BlockSource, BlockUnreadable, NodeStateSource, SourceBlock, StoredBlock, StoredBlockSource
 from consensus.block import GENESIS_PREV_HASH, evidence_root, merkle_root
 from consensus.block_store import ValidatorInfo, evidence_id, validator_set_of
 from consensus.errors import MessageInvalid
 from consensus.types import CommitCertificate, ValidatorSet, VoteKind, vote_sign_bytes
-import msgpack
-
 from ledger import BlockInput, Genesis, InvariantViolation, LedgerDB, Rejected, SignatureCache, Tx, decode_tx
 from ledger.crypto import verify_signature
 from ledger.monetary import compute_period
@@ -260,8 +260,8 @@ class _InlineExecutor(Executor):
 
 
 class _ReplayStore:
-    """The replay's in-memory store: a dict (ledger.store.Store). `iterate` sorts, as every store
-    iterates in key order; `entries` does not, for the node-state comparison's one pass."""
+    """The replay's in-memory store: a dict (ledger.store.Store); `count` counts the entries under a
+    prefix without sorting them (`iterate` sorts, as every store iterates in key order)."""
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
@@ -412,7 +412,7 @@ class Replayer:
             for item, checked in zip(batch.items, results):  # the results stop at an unreadable block
                 if isinstance(checked, Unreadable):
                     raise _Diverged(checked.height, "block unreadable", checked.reason)
-                block = checked.block or item
+                block = item if checked.block is None else checked.block
                 assert isinstance(block, SourceBlock)
                 for raw, tx in zip(block.txs, checked.txs, strict=True):
                     if tx is not None:
