@@ -25,8 +25,8 @@ in this process), a batch of blocks ahead of the ledger. The pool also decodes e
 decoded and each signature checked once. One that failed is not in the cache, so the ledger checks it
 again and rejects the block at its height: the outcome is the same whatever `jobs` is.
 
-The replayed ledger keeps no undo logs; it is built, and the start of a node's stored state read,
-while the pool checks the first batches.
+The replayed ledger keeps no undo logs; it is built while the pool's workers start, and the start of
+a node's stored state is read while the pool checks the first batches.
 """
 
 from __future__ import annotations
@@ -303,7 +303,6 @@ class Replayer:
         self.jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
         self.on_progress = on_progress
         self.snapshots = snapshots
-        self._opened = False
         self._sets: dict[bytes, ValidatorSet] = {}
         self._node_state: NodeStateSource | None = None
         self._node_entries: Iterator[tuple[bytes, bytes]] = iter(())
@@ -319,12 +318,8 @@ class Replayer:
     index: KeyIndex
 
     def _open(self) -> None:
-        """The replayed ledger at genesis and the replay's own sums. Done once the pool has its
-        first batches, while the main process would otherwise wait for them; with it, the first
-        part of the node's stored state is read (NODE_STATE_PREFETCH), for the comparison at the end."""
-        if self._opened:
-            return
-        self._opened = True
+        """The replayed ledger at genesis and the replay's own sums (built while the pool's
+        workers start)."""
         self.ledger = LedgerDB(_ReplayStore(), self.genesis, history_heights=0)  # no undo logs: nothing here serves past proofs
         records = self.genesis.initial_records()
         self.index = KeyIndex(records)
@@ -332,7 +327,12 @@ class Replayer:
         self._unbonding: dict[bytes, int] = {k[1:]: r.stake for k, r in records.items() if k[:1] == Unbonding.PREFIX}
         self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
         self._last_snapshot_totals = self.ledger.totals()
-        if self._node_state is not None:
+
+    def _prefetch_node_state(self) -> None:
+        """The first part of the node's stored state (NODE_STATE_PREFETCH entries), for the
+        comparison at the end, read once the pool has its first batches, while this process would
+        otherwise wait for them."""
+        if self._node_state is not None and self._node_reader is None:
             entries = self._node_reader = self._node_state.stored_state()
             self._node_entries = itertools.chain(list(itertools.islice(entries, NODE_STATE_PREFETCH)), entries)
 
@@ -362,8 +362,11 @@ class Replayer:
             genesis_hash=self.genesis.hash.hex(),
             source_height=source.head_height(),
         )
-        executor = _start_pool(self.jobs)
+        executor, started_workers = _start_pool(self.jobs)
         try:
+            self._open()  # while the workers start
+            for future in started_workers:
+                future.result()
             self._run(source, executor, result)
             result.ok = True
         except _Diverged as exc:
@@ -373,7 +376,6 @@ class Replayer:
             close = getattr(self._node_reader, "close", None)
             if close is not None:
                 close()  # a store iterator left open by a replay that stopped early, closed while the store is open
-        self._open()
         self._finish(result)
         result.elapsed_s = time.perf_counter() - started
         return result
@@ -401,7 +403,7 @@ class Replayer:
                 work = [b if isinstance(b, StoredBlock) else (b.txs, _vote_items(b.certificate)) for b in batch.items]
                 batch.verified = executor.submit(verify_signature_batch, self.chain_id, work)
                 in_flight.append(batch)
-            self._open()
+            self._prefetch_node_state()
             if not in_flight:
                 return
             batch = in_flight.pop(0)
@@ -625,14 +627,13 @@ def _check_certificate(height: int, certificate: CommitCertificate, header_hash:
     return len(certificate.signatures)
 
 
-def _start_pool(jobs: int) -> Executor:
+def _start_pool(jobs: int) -> tuple[Executor, list[Future[int]]]:
+    """The pool, and one task per worker, submitted together, which makes it fork all its workers
+    now: the caller waits for them before the source may start a thread."""
     if jobs == 1:
-        return _InlineExecutor()
+        return _InlineExecutor(), []
     pool = ProcessPoolExecutor(jobs, mp_context=_POOL_CONTEXT)
-    # one task per worker, submitted together, makes the pool fork all its workers now
-    for future in [pool.submit(os.getpid) for _ in range(jobs)]:
-        future.result()
-    return pool
+    return pool, [pool.submit(os.getpid) for _ in range(jobs)]
 
 
 def _batches(source: BlockSource) -> Iterator[_Batch]:
