@@ -58,6 +58,8 @@ class CommittedBlock:
     block_bytes: bytes
     certificate: CommitCertificate
     txs: list[Tx]
+    written: frozenset[bytes] = frozenset()
+    """The state keys the block wrote (the mempool re-checks only what they touch)."""
 
 
 class EvidencePool:
@@ -296,7 +298,7 @@ class LedgerApp:
         check_invariant(self.ledger.state_root == block.header.state_root, "committed state root is the header's")
         self._executed.clear()
         self.evidence.remove(block.evidence)
-        return CommittedBlock(block, data, certificate, executed.txs)
+        return CommittedBlock(block, data, certificate, executed.txs, frozenset(executed.state.changes))
 
 
 def _slashes(evidence: tuple[DuplicateVoteEvidence, ...]) -> tuple[bytes, ...]:

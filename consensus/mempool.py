@@ -7,10 +7,19 @@ first one leaves. Duplicates are recognised by hash. The pool is bounded by coun
 full it refuses with `MempoolFull`, it never evicts an admitted transaction for a newer one.
 
 After each commit, `update` drops the committed transactions and queues the rest to be re-checked
-against the new head (signatures are cached, so this is nonce and balance arithmetic); those that no
-longer apply are dropped. The re-check runs in chunks (`recheck_some`) so a large backlog never holds
-the event loop for long; admissions wait until it is done (`rechecking` is False), since a new
-transaction must be checked after the older ones it may depend on. The proposer takes
+against the new head; those that no longer apply are dropped. The re-check is incremental: each
+entry remembers the state keys it read or wrote when it was last checked, and the writes it made.
+The keys whose values may differ from when the entries were last checked start as the keys the
+block wrote. An entry that touches none of them would compute exactly what it did before, so its
+remembered writes are applied as they are; the others run again (signatures are cached: nonce and
+balance work), and only if one now writes something else do its keys join the set.
+A block that starts a new period changes every account's settlement, so then every entry runs
+again; so it does when the block's writes are not known. The head record (height and time) is
+written by every block but is not counted while the period stays: the pool checks against the head
+anyway, not against the block that will carry the transaction. The re-check runs in chunks
+(`recheck_some`) so a large backlog never holds the event loop for long; admissions wait until it
+is done (`rechecking` is False), since a new transaction must be checked after the older ones it
+may depend on. The proposer takes
 `reap(max_txs, max_bytes)`: the oldest first, re-checked or not (the proposer's `LedgerDB.build`
 applies each candidate to the block's state and skips any that fail).
 
@@ -32,7 +41,7 @@ import enum
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
@@ -87,6 +96,34 @@ class Added(NamedTuple):
 class _Entry:
     tx: Tx
     size: int
+    keys: frozenset[bytes] | None
+    """The state keys it read or wrote when last checked; None: it listed a prefix (it depends on
+    more than its keys say), so it is always checked again."""
+    writes: dict[bytes, Any]
+    """What it wrote to the pool's overlay when last checked."""
+
+
+HEAD_KEY = b"c"
+"""The chain head record (height, time, period): see the module docstring for how it is counted."""
+
+
+class _TrackedState(State):
+    """An overlay that records the keys read through it (and whether a whole prefix was listed)."""
+
+    __slots__ = ("reads", "scanned")
+
+    def __init__(self, parent: State) -> None:
+        super().__init__(parent)
+        self.reads: set[bytes] = set()
+        self.scanned = False
+
+    def get(self, key: bytes) -> Any:
+        self.reads.add(key)
+        return State.get(self, key)
+
+    def scan(self, prefix: bytes) -> dict[bytes, Any]:
+        self.scanned = True
+        return State.scan(self, prefix)
 
 
 def _next_nonce(state: State, sender: bytes) -> int:
@@ -95,8 +132,9 @@ def _next_nonce(state: State, sender: bytes) -> int:
 
 
 def prevalidate(raws: Iterable[bytes], chain_id: str) -> list[Tx | Rejected]:
-    """Decode and verify signatures, without state. Safe to run in a worker thread: it touches no
-    shared object. The caller remembers the returned `Tx`s in the SignatureCache."""
+    """Decode and verify signatures, without state; it touches no shared object, so the verifier
+    processes run it (consensus/verifier.py). The caller remembers the returned `Tx`s in the
+    SignatureCache."""
     out: list[Tx | Rejected] = []
     for raw in raws:
         try:
@@ -121,11 +159,17 @@ class Mempool:
         """Waiting to be re-checked on the new head; all newer than what `_pending` holds."""
         self._bytes = 0
         self._overlay: State = ledger.view()
+        self._period: int = self._overlay.get_head().period
+        """The period of the head the pool was last checked against (the committed view moves under it)."""
+        self._dirty: set[bytes] | None = None
+        """During a re-check: the keys whose values may differ from when the queued entries were
+        last checked (None: all of them)."""
         self._rejected: OrderedDict[bytes, Rejected] = OrderedDict()
         self._parked: OrderedDict[tuple[bytes, int], tuple[Tx, bytes | None]] = OrderedDict()
         self._added: list[Added] = []
         self.stats = {
             "added": 0, "duplicate": 0, "rejected": 0, "full": 0, "committed": 0, "evicted_on_recheck": 0, "parked": 0,
+            "kept_on_recheck": 0, "rerun_on_recheck": 0,
         }
 
     # reads --------------------------------------------------------------------------------------------
@@ -227,14 +271,12 @@ class Mempool:
         if self._bytes + size > self.max_bytes:
             self.stats["full"] += 1
             raise MempoolFull(f"{self._bytes} bytes pending, the limit is {self.max_bytes}")
-        overlay = self._overlay.child()
         try:
-            process_tx(overlay, tx, self._verified)
+            entry = self._check(tx, size)
         except Rejected as exc:
             self._remember_rejected(tx.hash, exc)
             raise
-        overlay.merge_into_parent()
-        self._pending[tx.hash] = _Entry(tx, size)
+        self._pending[tx.hash] = entry
         self._bytes += size
         self._added.append(Added(tx.raw, tx.hash, source))
         self.stats["added"] += 1
@@ -258,9 +300,22 @@ class Mempool:
                 out.append(exc)
         return out
 
-    def update(self, committed_hashes: Iterable[bytes], recheck_now: int | None = None) -> None:
+    def _check(self, tx: Tx, size: int) -> _Entry:
+        """Apply `tx` to the pool's overlay (raises Rejected, leaving it unchanged); the entry
+        remembers what it touched and wrote."""
+        child = _TrackedState(self._overlay)
+        process_tx(child, tx, self._verified)
+        writes = child.changes
+        self._overlay.changes.update(writes)
+        keys = None if child.scanned else frozenset(child.reads.union(writes))
+        return _Entry(tx, size, keys, writes)
+
+    def update(
+        self, committed_hashes: Iterable[bytes], recheck_now: int | None = None, written: Iterable[bytes] | None = None
+    ) -> None:
         """After a commit: drop the committed transactions and queue the rest for re-checking on
-        the new head; re-check `recheck_now` of them at once (None: all)."""
+        the new head; re-check `recheck_now` of them at once (None: all). `written` is the state
+        keys the block wrote; without it every remaining transaction runs again."""
         for tx_hash in committed_hashes:
             entry = self._pending.pop(tx_hash, None) or self._recheck.pop(tx_hash, None)
             if entry is not None:
@@ -268,28 +323,51 @@ class Mempool:
                 self.stats["committed"] += 1
         # Arrival order is `_pending` then `_recheck` (a re-check moves the queue's oldest into
         # `_pending`; nothing is admitted while it runs). All of it is queued again, in that order.
+        old_period = self._period
+        interrupted = bool(self._recheck)  # entries still queued were not checked on the last head
         queue = self._pending
         queue.update(self._recheck)
         self._recheck, self._pending = queue, OrderedDict()
         self._overlay = self._ledger.view()
+        self._period = self._overlay.get_head().period
+        if written is None or interrupted or self._period != old_period:
+            self._dirty = None
+        else:
+            self._dirty = set(written)
+            self._dirty.discard(HEAD_KEY)
         self.recheck_some(len(self._recheck) if recheck_now is None else recheck_now)
 
     def recheck_some(self, max_txs: int) -> int:
         """Re-check up to `max_txs` queued transactions, oldest first; returns how many remain.
         When the queue empties, parked transactions whose turn has come are admitted."""
         queue = self._recheck
+        dirty = self._dirty
+        overlay_writes = self._overlay.changes
         for _ in range(min(max_txs, len(queue))):
             tx_hash, entry = queue.popitem(last=False)
-            overlay = self._overlay.child()
+            if dirty is not None and entry.keys is not None and dirty.isdisjoint(entry.keys):
+                overlay_writes.update(entry.writes)  # it reads what it read before: same writes
+                self._pending[tx_hash] = entry
+                self.stats["kept_on_recheck"] += 1
+                continue
             try:
-                process_tx(overlay, entry.tx, self._verified)
+                checked = self._check(entry.tx, entry.size)
             except Rejected as exc:
+                checked = None
                 self._bytes -= entry.size
                 self._remember_rejected(tx_hash, exc)
                 self.stats["evicted_on_recheck"] += 1
-                continue
-            overlay.merge_into_parent()
-            self._pending[tx_hash] = entry
+            else:
+                self._pending[tx_hash] = checked
+                self.stats["rerun_on_recheck"] += 1
+            if dirty is None or (checked is not None and checked.writes == entry.writes):
+                continue  # the same writes as before: those after it see the same state
+            if entry.keys is None or (checked is not None and checked.keys is None):
+                dirty = self._dirty = None
+            else:  # the keys it wrote before or writes now may hold other values for those after it
+                dirty.update(entry.writes)
+                if checked is not None:
+                    dirty.update(checked.writes)
         if not queue:
             self._retry_parked()
         return len(queue)

@@ -18,9 +18,9 @@ sight, so a node reaches validators it has no direct link to. While a height mak
 node resends its own messages of the current round every gossip interval, which is what lets
 validators that lost messages (a partition, a restart) meet again in one round.
 
-Transactions from peers arrive in batches; decoding and signature checks run in one worker thread
-(libsodium releases the GIL) so the event loop keeps serving consensus, then admission (nonce,
-balance) runs on the loop. Each signature is verified once per node: the hash then sits in the
+Transactions from peers and clients arrive in batches; decoding and signature checks run in
+worker processes (consensus/verifier.py) so the event loop keeps serving consensus, then admission
+(nonce, balance) runs on the loop. Each signature is verified once per node: the hash then sits in the
 shared SignatureCache that block execution consults. A node sends its clients' transactions whole
 to every peer and only announces the hashes of its peers' (`tx_hashes`); a peer that has not received
 an announced one whole within TX_FETCH_DELAY_S asks for it (`get_txs`). So in a full mesh each node
@@ -33,7 +33,6 @@ peer or a client sends is fatal.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
 from collections import OrderedDict
@@ -66,7 +65,8 @@ from consensus.engine import (
 )
 from consensus.errors import ConsensusInvariantViolation, MessageInvalid
 from consensus.evidence import DuplicateVoteEvidence
-from consensus.mempool import Added, Mempool, MempoolFull, prevalidate
+from consensus.mempool import Added, Mempool, MempoolFull
+from consensus.verifier import Verifier
 from consensus.node_services import BlockFeed, TxResult
 from consensus.node_services import MempoolFull as RpcMempoolFull
 from consensus.p2p import P2P, Peer
@@ -91,6 +91,8 @@ TX_FETCH_DELAY_S = 0.5
 the announcer for it (in a full mesh it arrives first, and nothing is asked)."""
 MAX_WANTED_TXS = 50_000
 """Announced transactions this node waits for, at most; past it the oldest are forgotten."""
+VERIFIER_WORKERS = 2
+"""Processes checking signatures for this node (consensus/verifier.py)."""
 RECHECK_CHUNK = 500
 """Mempool transactions re-checked per turn of the event loop after a commit (~50 ms of work)."""
 TX_BATCH_QUEUE_MAX = 256
@@ -100,7 +102,7 @@ MAX_TX_WAITERS = 100_000
 MAX_HELD_BLOCKS = 16
 BLOCK_PRECHECK_MIN_TXS = 16
 """A proposed block carrying at least this many transactions whose signatures this node has not
-checked yet has them checked in the verifier thread before the engine sees it, so the event loop
+checked yet has them checked by the verifier processes before the engine sees it, so the event loop
 keeps answering votes and RPC meanwhile (and the engine's execution finds them in the cache)."""
 MAX_PRECHECKING_BLOCKS = 8
 """Blocks held back by the drift rule at once; past it a far-future block goes to the engine
@@ -175,8 +177,7 @@ class Node:
         self._fetch_scheduled = False
         self._arriving: set[bytes] = set()
         """Hashes of peer transactions received whole and queued for their signature check."""
-        self._verifier = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-verify")
-        self._block_verifier = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-verify-block")
+        self._verifier = Verifier(VERIFIER_WORKERS)
         self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
         self._submitted: list[tuple[bytes, asyncio.Future[None]]] = []  # RPC submissions awaiting one batched check
         self._applying_sync = False
@@ -204,6 +205,7 @@ class Node:
 
     # lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        self._verifier.start()
         self._stopped = asyncio.Event()
         self._mempool_ready = asyncio.Event()
         self._mempool_ready.set()
@@ -244,8 +246,7 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.rpc.close()
         await self.p2p.stop()
-        self._verifier.shutdown(wait=True, cancel_futures=True)
-        self._block_verifier.shutdown(wait=True, cancel_futures=True)
+        self._verifier.stop()
         self.wal.close()
         self.store.close()
         log.info("node %s stopped at height %d", self.config.moniker, self._ledger.head.height)
@@ -373,7 +374,7 @@ class Node:
     def _after_commit(self, committed: CommittedBlock) -> None:
         header = committed.block.header
         height = header.height
-        self.mempool.update((tx.hash for tx in committed.txs), recheck_now=RECHECK_CHUNK)
+        self.mempool.update((tx.hash for tx in committed.txs), recheck_now=RECHECK_CHUNK, written=committed.written)
         if self.mempool.rechecking and self._recheck_task is None:
             assert self._mempool_ready is not None
             self._mempool_ready.clear()
@@ -489,6 +490,7 @@ class Node:
                 raise MessageInvalid("block frame: hash and block must be bytes")
             if b"b" + claimed in self._seen:
                 return
+            self._timeline.setdefault("block_frame", time.monotonic())
             decoded = self.app.decode(block)
             if decoded is None or decoded.hash != claimed or decoded.header.height != height:
                 raise MessageInvalid("block frame: not a block, or not the block it names")
@@ -523,7 +525,7 @@ class Node:
         self._feed(event)
 
     def _precheck(self, peer: Peer | None, payload: Any, claimed: bytes, height: int, txs: tuple[bytes, ...]) -> bool:
-        """Whether the block frame goes to the verifier thread first (it comes back through
+        """Whether the block frame goes to the verifier processes first (it comes back through
         `_receive_consensus` once its unseen signatures are in the cache); a copy of a block being
         checked is dropped."""
         if claimed in self._prechecking:
@@ -539,10 +541,12 @@ class Node:
         return True
 
     async def _precheck_block(self, peer: Peer | None, payload: Any, claimed: bytes, unseen: list[bytes]) -> None:
+        started = time.monotonic()
         try:
-            checked = await asyncio.get_running_loop().run_in_executor(self._block_verifier, prevalidate, unseen, self.chain_id)
+            checked = await self._verifier.check(unseen, self.chain_id)
         finally:
             self._prechecking.discard(claimed)
+        log.debug("precheck: %d unseen in block %s, %d ms", len(unseen), claimed.hex()[:12], (time.monotonic() - started) * 1000)
         for item in checked:
             if not isinstance(item, Rejected):
                 self.verified.remember(item)  # a refused one is found again by the engine's execution
@@ -617,7 +621,7 @@ class Node:
     async def _check_submitted_batch(self) -> None:
         batch, self._submitted = self._submitted, []
         try:
-            checked = await asyncio.get_running_loop().run_in_executor(self._verifier, prevalidate, [raw for raw, _ in batch], self.chain_id)
+            checked = await self._verifier.check([raw for raw, _ in batch], self.chain_id)
             for item in checked:
                 if not isinstance(item, Rejected):
                     self.verified.remember(item)
@@ -703,16 +707,15 @@ class Node:
             self.p2p.send(peer, "txs", raws)
 
     async def _tx_admission_loop(self) -> None:
-        """Signature checks off the loop, in arrival order; then admission on the loop."""
+        """Signature checks in the verifier processes, in arrival order; then admission on the loop."""
         assert self._tx_batches is not None and self._mempool_ready is not None
-        loop = asyncio.get_running_loop()
         while True:
             source, batch, hashes = await self._tx_batches.get()
             try:
                 batch = [raw for raw, h in zip(batch, hashes) if _is_new_tx(h, self.mempool, self.verified)]
                 if not batch:
                     continue
-                checked = await loop.run_in_executor(self._verifier, prevalidate, batch, self.chain_id)
+                checked = await self._verifier.check(batch, self.chain_id)
                 await self._mempool_ready.wait()
                 self.mempool.add_prevalidated(checked, source=source)
             finally:
@@ -819,7 +822,7 @@ class Node:
             "moniker": self.config.moniker,
             "node_id": self.address.hex(),
             "consensus": {"height": self.engine.height, "round": self.engine.round, "step": self.engine.step.name.lower()},
-            "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
+            "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes, **self.mempool.stats},
             "p2p": dict(self.p2p.stats),
             "node_stats": dict(self.stats),
         }

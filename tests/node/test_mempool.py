@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.mempool import AddResult, Mempool, MempoolFull, prevalidate
-from ledger import BlockInput, Rejected, SignatureCache
+from ledger import BlockInput, Rejected, SignatureCache, decode_tx
+from ledger.records import account_key
 from ledger.errors import Code
-from tests.ledger.helpers import CHAIN_ID, PERIOD_MS, make_genesis, new_ledger, transfer_tx
+from tests.ledger.helpers import CHAIN_ID, PERIOD_MS, key, make_genesis, new_ledger, transfer_tx
 
 
 def make_pool(**bounds: int) -> tuple[Mempool, SignatureCache]:
@@ -202,3 +205,119 @@ def test_admission_during_a_recheck_finishes_it_first() -> None:
     assert pool.rechecking
     pool.add(transfer_tx(1, 2, 1, 2))  # depends on a1, still queued
     assert not pool.rechecking and len(pool) == 2
+
+
+# The incremental re-check ------------------------------------------------------------------------------
+def _twin_pools(txs: list[bytes]) -> list[Mempool]:
+    """Two pools over two ledgers of one genesis (members 1 and 2: UBI and demurrage both move),
+    each offered `txs` in order."""
+    pools = []
+    for _ in range(2):
+        ledger = new_ledger(make_genesis({i: 1_000_000 for i in range(1, 6)}, members=(1, 2)))
+        pool = Mempool(ledger, SignatureCache())
+        for raw in txs:
+            try:
+                pool.add(raw)
+            except Rejected:
+                pass
+        pools.append(pool)
+    return pools
+
+
+def _pool_state(pool: Mempool) -> tuple[list[bytes], dict[bytes, object]]:
+    keys = sorted(set(pool._overlay.changes) | {k for e in pool._pending.values() for k in (e.keys or ())})
+    return pool.reap(10_000, 1 << 30), {k: pool._overlay.get(k) for k in keys}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offered=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 400_000)), min_size=1, max_size=25),
+    in_block=st.lists(st.booleans(), min_size=25, max_size=25),
+    foreign=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 400_000)), max_size=4),
+    block_time=st.sampled_from([1, PERIOD_MS - 1, PERIOD_MS, 3 * PERIOD_MS]),
+)
+def test_incremental_recheck_leaves_the_pool_as_a_full_recheck_would(
+    offered: list[tuple[int, int, int]], in_block: list[bool], foreign: list[tuple[int, int, int]], block_time: int
+) -> None:
+    """Whatever the block holds (some of the pool's transactions, others the pool never saw, with
+    nonces that collide) and whenever it falls (same period, next, later), re-checking only what the
+    block's writes touch leaves the same transactions pending, in the same order, over the same state
+    as running every one again."""
+    nonces = {i: 0 for i in range(1, 6)}
+    txs = []
+    for sender, to, amount in offered:
+        txs.append(transfer_tx(sender, to, amount, nonces[sender]))
+        nonces[sender] += 1
+    incremental, full = _twin_pools(txs)
+    pending = incremental.reap(10_000, 1 << 30)
+    chosen = [raw for raw, take in zip(pending, in_block) if take]
+    # Foreign transactions: signed with a sender's next nonce as the chain sees it, so one may
+    # take the nonce a pending transaction of the pool holds.
+    chain_nonce = {i: 0 for i in range(1, 6)}
+    for raw in chosen:
+        chain_nonce[_sender_of(raw)] += 1
+    extra = []
+    for sender, to, amount in foreign:
+        extra.append(transfer_tx(sender, to, amount, chain_nonce[sender]))
+        chain_nonce[sender] += 1
+    for pool in (incremental, full):
+        ledger = pool._ledger
+        executed = ledger.build(BlockInput(1, block_time, ()), chosen + extra, SignatureCache())
+        ledger.commit(executed)
+        written = executed.encoded if pool is incremental else None
+        pool.update([tx.hash for tx in executed.txs], written=written)
+        assert not pool.rechecking
+    assert _pool_state(incremental) == _pool_state(full)
+
+
+def _sender_of(raw: bytes) -> int:
+    sender = decode_tx(raw).sender
+    return next(i for i in range(1, 6) if key(i).address == sender)
+
+
+def test_entries_a_block_does_not_touch_are_kept_without_running_them() -> None:
+    pool, cache = make_pool()
+    ledger = pool._ledger
+    mine = [transfer_tx(1, 2, 1, n) for n in range(3)]
+    for raw in mine:
+        pool.add(raw)
+    executed = ledger.execute(BlockInput(1, 1, ()), cache)  # an empty block writes only the head
+    ledger.commit(executed)
+    pool.update([], written=executed.encoded)
+    assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 0
+    executed = ledger.execute(BlockInput(2, 2, (mine[0],)), cache)  # writes accounts 1 and 2
+    ledger.commit(executed)
+    pool.update([tx.hash for tx in executed.txs], written=executed.encoded)
+    assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 2
+    assert pool.reap(10, 1 << 20) == mine[1:]
+    executed = ledger.execute(BlockInput(3, PERIOD_MS, ()), cache)  # a new period: all run again
+    ledger.commit(executed)
+    pool.update([], written=executed.encoded)
+    assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 4
+
+
+def test_the_pool_tracks_what_a_transfer_reads_and_writes() -> None:
+    """The incremental re-check rests on every read going through `State.get`: if the ledger's
+    typed reads bypassed it, the keys would miss the accounts, and this fails."""
+    pool, _ = make_pool()
+    _, tx_hash = pool.add(transfer_tx(1, 2, 1, 0))
+    entry = pool._pending[tx_hash]
+    assert entry.keys is not None and {account_key(key(1).address), account_key(key(2).address)} <= entry.keys
+    assert set(entry.writes) == {account_key(key(1).address), account_key(key(2).address)}
+
+
+def test_a_rerun_that_writes_what_it_wrote_before_stops_the_cascade() -> None:
+    """A chain of transfers 1->2, 2->3, 3->4, 4->5, each touching the next one's sender. The block
+    carries the first: 2->3 runs again (account 2 changed on the chain) but writes what it wrote in
+    the pool already, so 3->4 and 4->5 are kept as they are."""
+    ledger = new_ledger(make_genesis({i: 1_000 for i in range(1, 6)}))
+    cache = SignatureCache()
+    pool = Mempool(ledger, cache)
+    chain = [transfer_tx(i, i + 1, 10, 0) for i in range(1, 5)]
+    for raw in chain:
+        pool.add(raw)
+    executed = ledger.execute(BlockInput(1, 1, (chain[0],)), cache)
+    ledger.commit(executed)
+    pool.update([executed.txs[0].hash], written=executed.encoded)
+    assert pool.stats["rerun_on_recheck"] == 1 and pool.stats["kept_on_recheck"] == 2
+    assert pool.reap(10, 1 << 20) == chain[1:]

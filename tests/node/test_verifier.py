@@ -1,0 +1,66 @@
+"""Signature checks in worker processes: the same outcome as checking here, and a broken pool recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from consensus.mempool import prevalidate
+from consensus.verifier import Verifier, check_batch
+from ledger import Rejected, Tx
+from ledger.errors import Code
+from tests.ledger.helpers import CHAIN_ID, transfer_tx
+
+
+def batch() -> list[bytes]:
+    good = [transfer_tx(1, 2, 5, n) for n in range(3)]
+    forged = bytearray(transfer_tx(1, 2, 5, 3))
+    forged[-1] ^= 1
+    other_chain = transfer_tx(1, 2, 5, 4).replace(CHAIN_ID.encode(), b"x" * len(CHAIN_ID))
+    return [*good, bytes(forged), b"\x00garbage", other_chain]
+
+
+def outcome(items: list[Tx | Rejected]) -> list[object]:
+    return [item.hash if isinstance(item, Tx) else item.code for item in items]
+
+
+def test_workers_reach_the_same_verdicts_as_this_process() -> None:
+    raws = batch()
+
+    async def main() -> list[Tx | Rejected]:
+        verifier = Verifier(workers=1)
+        verifier.start()
+        try:
+            return await verifier.check(raws, CHAIN_ID)
+        finally:
+            verifier.stop()
+
+    checked = asyncio.run(main())
+    assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
+    codes = [item.code for item in checked if isinstance(item, Rejected)]
+    assert Code.BAD_SIGNATURE in codes and Code.TX_MALFORMED in codes
+    assert all(isinstance(item, Tx) for item in checked[:3])
+    assert check_batch(raws[:1], CHAIN_ID) == [None]
+
+
+def test_a_killed_worker_is_replaced_and_the_batch_still_checked() -> None:
+    raws = batch()
+
+    async def main() -> tuple[list[Tx | Rejected], int]:
+        verifier = Verifier(workers=1)
+        verifier.start()
+        try:
+            await verifier.check(raws[:1], CHAIN_ID)  # the worker is up
+            pool = verifier._pool
+            assert pool is not None
+            for pid in list(pool._processes):  # killed from outside, as an operator's mistake might
+                os.kill(pid, signal.SIGKILL)
+            checked = await verifier.check(raws, CHAIN_ID)
+            return checked, verifier.restarts
+        finally:
+            verifier.stop()
+
+    checked, restarts = asyncio.run(main())
+    assert restarts >= 1
+    assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
