@@ -113,7 +113,7 @@ class PendingRoot:
 
 
 KEY_HASH_CACHE_MAX = 100_000
-"""Key hashes the tree remembers (keys of accounts that send or receive again hash once)."""
+"""Key hashes (and buckets) the tree remembers: keys of accounts that send or receive again hash once."""
 
 
 def _bucket_entries(entries: bytes) -> tuple[tuple[bytes, bytes], ...]:
@@ -121,30 +121,40 @@ def _bucket_entries(entries: bytes) -> tuple[tuple[bytes, bytes], ...]:
 
 
 class StateCommitment:
-    """The in-memory tree index. `_levels[0]` holds the bucket hashes, `_levels[DEPTH]` the root.
+    """The in-memory tree index.
 
     A bucket is kept as the bytes its hash covers after the tag: key_hash || value_hash of each
     entry, 64 bytes apiece, in ascending key_hash order. Its hash is then one SHA-256 over the tag
     and those bytes, an update is a binary search and a splice, and an entry costs 64 bytes of
-    memory rather than two objects in a dict."""
+    memory rather than two objects in a dict.
+
+    `_levels[d]` holds the nodes of level d (0: the bucket hashes) below the root as the preimages
+    of their parents: per parent, the node tag and its 16 children (`_GROUP` bytes), so a parent's
+    hash is one SHA-256 over a slice."""
 
     def __init__(self) -> None:
         self._buckets: list[bytes] = [b""] * BUCKETS
-        self._levels: list[list[bytes]] = [[_EMPTY_BUCKET] * BUCKETS]
+        self._levels: list[bytearray] = [_grouped([_EMPTY_BUCKET] * BUCKETS)]
+        self._root = b""
         self._loading: dict[int, list[bytes]] = {}
-        self._key_hashes: dict[bytes, bytes] = {}
+        self._key_hashes: dict[bytes, tuple[bytes, int]] = {}
         self._rebuild_inner()
 
     def _rebuild_inner(self) -> None:
         del self._levels[1:]
         below = self._levels[0]
         for _ in range(DEPTH):
-            below = [compute_node_hash(below[i : i + ARITY]) for i in range(0, len(below), ARITY)]
+            view = memoryview(below)
+            hashes = [_sha256(view[g : g + _GROUP]).digest() for g in range(0, len(below), _GROUP)]
+            if len(hashes) == 1:
+                self._root = hashes[0]
+                break
+            below = _grouped(hashes)
             self._levels.append(below)
 
     @property
     def root(self) -> bytes:
-        return self._levels[DEPTH][0]
+        return self._root
 
     def load(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Build the index from every (key, value) of a state, in any order."""
@@ -164,23 +174,26 @@ class StateCommitment:
 
     def finish_loading(self) -> None:
         buckets = self._buckets
-        hashes = self._levels[0]
+        level = self._levels[0]
         for b, added in self._loading.items():
             by_key = {e[:32]: e for e in added}  # a key added twice keeps its last value
             for kh, entry in _bucket_entries(buckets[b]):
                 by_key.setdefault(kh, kh + entry)
             entries = buckets[b] = b"".join(sorted(by_key.values()))
-            hashes[b] = _h(_LEAF_TAG + entries)
+            at = _position(b)
+            level[at : at + 32] = _h(_LEAF_TAG + entries)
         self._loading = {}
         self._rebuild_inner()
 
-    def _key_hash(self, key: bytes) -> bytes:
-        kh = self._key_hashes.get(key)
-        if kh is None:
+    def _locate(self, key: bytes) -> tuple[bytes, int]:
+        """The key's hash and its bucket, remembered."""
+        located = self._key_hashes.get(key)
+        if located is None:
             if len(self._key_hashes) >= KEY_HASH_CACHE_MAX:
                 self._key_hashes.clear()
-            kh = self._key_hashes[key] = _sha256(key).digest()
-        return kh
+            kh = _sha256(key).digest()
+            located = self._key_hashes[key] = (kh, compute_bucket_index(kh))
+        return located
 
     def preview(self, changes: Mapping[bytes, bytes | None]) -> PendingRoot:
         """The root after `changes` (value bytes, or None to delete), without installing it."""
@@ -188,13 +201,14 @@ class StateCommitment:
         buckets = self._buckets
         key_hashes = self._key_hashes
         for key, value in changes.items():
-            kh = key_hashes.get(key)
-            if kh is None:
-                kh = self._key_hash(key)
-            b = int.from_bytes(kh[:2], "big") >> (16 - MERKLE_BUCKET_BITS)
+            located = key_hashes.get(key)
+            kh, b = self._locate(key) if located is None else located
             entries = touched.get(b)
             if entries is None:
                 entries = buckets[b]
+            if len(entries) == 64 and entries[:32] == kh:  # the key alone in its bucket: common
+                touched[b] = b"" if value is None else kh + _sha256(value).digest()
+                continue
             low, high = 0, len(entries) >> 6  # the first entry whose key hash is >= kh
             while low < high:
                 mid = (low + high) >> 1
@@ -212,8 +226,17 @@ class StateCommitment:
             return PendingRoot(self.root, {}, [{} for _ in range(DEPTH + 1)])
         changed: dict[int, bytes] = {b: _sha256(_LEAF_TAG + e).digest() for b, e in touched.items()}
         levels = [changed]
-        for depth in range(DEPTH):
-            changed = _changed_parents(self._levels[depth], changed)
+        for level in self._levels:
+            # each parent of a changed node: its preimage copied once, the changed children patched in
+            preimages: dict[int, bytearray] = {}
+            for i, h in changed.items():
+                p = i >> ARITY_BITS
+                preimage = preimages.get(p)
+                if preimage is None:
+                    preimage = preimages[p] = level[p * _GROUP : (p + 1) * _GROUP]
+                at = 1 + ((i & (ARITY - 1)) << 5)
+                preimage[at : at + 32] = h
+            changed = {p: _sha256(preimage).digest() for p, preimage in preimages.items()}
             levels.append(changed)
         return PendingRoot(changed[0], touched, levels)
 
@@ -221,10 +244,11 @@ class StateCommitment:
         buckets = self._buckets
         for b, entries in pending.buckets.items():
             buckets[b] = entries
-        for depth, changed in enumerate(pending.levels):
-            level = self._levels[depth]
+        for level, changed in zip(self._levels, pending.levels):
             for i, h in changed.items():
-                level[i] = h
+                at = _position(i)
+                level[at : at + 32] = h
+        self._root = pending.root
 
     def prove(self, key: bytes, view: PendingRoot | None = None) -> Proof:
         """The proof of `key` against the root, or against `view.root` for a tree that differs from
@@ -236,9 +260,9 @@ class StateCommitment:
         else:
             entries = self._buckets[index]
         siblings = []
-        for depth in range(DEPTH):
+        for depth, level in enumerate(self._levels):
             first = (index >> ARITY_BITS) << ARITY_BITS
-            group = self._levels[depth][first : first + ARITY]
+            group = [_node(level, first + j) for j in range(ARITY)]
             if view is not None:
                 changed = view.levels[depth]
                 group = [changed.get(first + j, h) for j, h in enumerate(group)]
@@ -248,24 +272,20 @@ class StateCommitment:
         return Proof(_bucket_entries(entries), tuple(siblings))
 
 
-def _changed_parents(below: list[bytes], changed: dict[int, bytes]) -> dict[int, bytes]:
-    """The new hashes of the parents of the `changed` nodes of one level (`below` as it stands)."""
-    if len(changed) << 6 >= len(below):  # a large share of the level: patch a copy, then hash
-        patched = below.copy()
-        for i, h in changed.items():
-            patched[i] = h
-        return {
-            p: _sha256(_NODE_TAG + b"".join(patched[p << ARITY_BITS : (p + 1) << ARITY_BITS])).digest()
-            for p in {i >> ARITY_BITS for i in changed}
-        }
-    groups: dict[int, list[int]] = {}
-    for i in changed:
-        groups.setdefault(i >> ARITY_BITS, []).append(i)
-    parents: dict[int, bytes] = {}
-    for p, members in groups.items():
-        first = p << ARITY_BITS
-        children = below[first : first + ARITY]
-        for i in members:
-            children[i - first] = changed[i]
-        parents[p] = _sha256(_NODE_TAG + b"".join(children)).digest()
-    return parents
+_GROUP = 1 + ARITY * 32
+"""Bytes of a parent's preimage: the node tag, then its 16 children."""
+
+
+def _grouped(hashes: list[bytes]) -> bytearray:
+    """A level of nodes as the preimages of their parents."""
+    return bytearray(b"".join([_NODE_TAG + b"".join(hashes[i : i + ARITY]) for i in range(0, len(hashes), ARITY)]))
+
+
+def _position(i: int) -> int:
+    """Where node `i` of a level sits in its grouped bytes."""
+    return (i >> ARITY_BITS) * _GROUP + 1 + ((i & (ARITY - 1)) << 5)
+
+
+def _node(level: bytearray, i: int) -> bytes:
+    at = _position(i)
+    return bytes(level[at : at + 32])
