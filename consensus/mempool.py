@@ -92,7 +92,7 @@ class Added(NamedTuple):
     """The node id of the peer it came from; None when a client of this node submitted it."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Entry:
     tx: Tx
     size: int

@@ -74,7 +74,7 @@ from consensus.rpc_server import RpcConfig, RpcServer
 from consensus.signer import Signer
 from consensus.signer_guard import ConsensusWAL, FileSignerGuard
 from consensus.types import CommitCertificate, Proposal, Vote, VoteKind, vote_sign_bytes
-from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, Rejected, SignatureCache
+from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, Rejected, SignatureCache, Tx
 from ledger.crypto import sha256
 
 __all__ = ["Node", "FRAME_KINDS"]
@@ -93,6 +93,8 @@ MAX_WANTED_TXS = 50_000
 """Announced transactions this node waits for, at most; past it the oldest are forgotten."""
 VERIFIER_WORKERS = 2
 """Processes checking signatures for this node (consensus/verifier.py)."""
+TX_CHECK_BATCH_MAX = 2_000
+"""Peer transactions sent to the verifier in one call, at most (queued batches are merged)."""
 RECHECK_CHUNK = 500
 """Mempool transactions re-checked per turn of the event loop after a commit (~50 ms of work)."""
 TX_BATCH_QUEUE_MAX = 256
@@ -175,6 +177,9 @@ class Node:
         self._wanted: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
         """Announced transactions not here yet: hash -> (announcing peer's node id, when announced)."""
         self._fetch_scheduled = False
+        self._tx_checks: asyncio.Queue[tuple[list[Any], list[bytes], dict[bytes, Tx | Rejected], asyncio.Future[list[Tx | Rejected]]]] | None = None
+        """Peer batches on their way through the verifier: (batches, raws sent, results known, the check)."""
+        self._submitted_done: asyncio.Future[None] | None = None
         self._arriving: set[bytes] = set()
         """Hashes of peer transactions received whole and queued for their signature check."""
         self._verifier = Verifier(VERIFIER_WORKERS)
@@ -210,6 +215,7 @@ class Node:
         self._mempool_ready = asyncio.Event()
         self._mempool_ready.set()
         self._tx_batches = asyncio.Queue(TX_BATCH_QUEUE_MAX)
+        self._tx_checks = asyncio.Queue(VERIFIER_WORKERS - 1)
         replayed = self.wal.replay()
         await self.p2p.start()
         await self.rpc.start()
@@ -235,6 +241,7 @@ class Node:
             log.info("replayed %d consensus messages from the WAL", len(replayed))
         self._spawn(self._gossip_loop())
         self._spawn(self._tx_gossip_loop())
+        self._spawn(self._tx_check_loop())
         self._spawn(self._tx_admission_loop())
 
     async def stop(self) -> None:
@@ -382,13 +389,14 @@ class Node:
         self.wal.committed(height)
         self._own = [m for m in self._own if m[0] > height]
         self.sync.on_progress(time.monotonic())
-        results = []
-        for index, tx in enumerate(committed.txs):
-            result = TxResult(tx.hash, height, index, header.time_ms, tx.raw)
-            results.append(result)
-            for future in self._waiters.pop(tx.hash, []):
-                if not future.done():
-                    future.set_result(result)
+        if self._waiters:
+            for index, tx in enumerate(committed.txs):
+                waiting = self._waiters.pop(tx.hash, None)
+                if waiting:
+                    result = TxResult(tx.hash, height, index, header.time_ms, tx.raw)
+                    for future in waiting:
+                        if not future.done():
+                            future.set_result(result)
         summary = {"header": header_to_json(committed.block), "tx_hashes": [tx.hash.hex() for tx in committed.txs]}
         self.feed.publish(summary)
         log.info(
@@ -620,15 +628,20 @@ class Node:
 
     async def _check_submitted_batch(self) -> None:
         batch, self._submitted = self._submitted, []
+        previous, done = self._submitted_done, asyncio.get_running_loop().create_future()
+        self._submitted_done = done
         try:
             checked = await self._verifier.check([raw for raw, _ in batch], self.chain_id)
             for item in checked:
                 if not isinstance(item, Rejected):
                     self.verified.remember(item)
         finally:
+            if previous is not None:  # the workers may finish batches out of order: resume in order
+                await asyncio.shield(previous)
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+            done.set_result(None)
 
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
         if not isinstance(payload, list) or not all(isinstance(raw, bytes) for raw in payload):
@@ -638,7 +651,7 @@ class Node:
         hashes = []
         for raw in payload:
             tx_hash = sha256(raw)
-            if tx_hash not in self._arriving and _is_new_tx(tx_hash, self.mempool, self.verified):
+            if tx_hash not in self._arriving and tx_hash not in self.mempool:  # verified by a block's precheck: admitted all the same
                 fresh.append(raw)
                 hashes.append(tx_hash)
                 self._wanted.pop(tx_hash, None)
@@ -706,20 +719,44 @@ class Node:
         if raws:
             self.p2p.send(peer, "txs", raws)
 
-    async def _tx_admission_loop(self) -> None:
-        """Signature checks in the verifier processes, in arrival order; then admission on the loop."""
-        assert self._tx_batches is not None and self._mempool_ready is not None
+    async def _tx_check_loop(self) -> None:
+        """Peers' transactions to the verifier processes: every batch queued meanwhile goes in one
+        call, up to VERIFIER_WORKERS calls in flight; `_tx_admission_loop` takes them in order."""
+        assert self._tx_batches is not None and self._tx_checks is not None
         while True:
-            source, batch, hashes = await self._tx_batches.get()
+            batches = [await self._tx_batches.get()]
+            while not self._tx_batches.empty() and sum(len(b[1]) for b in batches) < TX_CHECK_BATCH_MAX:
+                batches.append(self._tx_batches.get_nowait())
+            known: dict[bytes, Tx | Rejected] = {}  # checked already (a block's precheck): admitted as they are
+            raws = []
+            for _, batch, hashes in batches:
+                for raw, tx_hash in zip(batch, hashes):
+                    if tx_hash in self.mempool:
+                        continue
+                    tx = self.verified.decoded(raw) if tx_hash in self.verified else None
+                    if tx is None:
+                        raws.append(raw)
+                    else:
+                        known[raw] = tx
+            check = asyncio.ensure_future(self._verifier.check(raws, self.chain_id))
+            await self._tx_checks.put((batches, raws, known, check))  # waits while VERIFIER_WORKERS are in flight
+
+    async def _tx_admission_loop(self) -> None:
+        """Admission on the loop, in arrival order, of what the verifier processes checked."""
+        assert self._tx_checks is not None and self._mempool_ready is not None
+        while True:
+            batches, raws, results, check = await self._tx_checks.get()
             try:
-                batch = [raw for raw, h in zip(batch, hashes) if _is_new_tx(h, self.mempool, self.verified)]
-                if not batch:
-                    continue
-                checked = await self._verifier.check(batch, self.chain_id)
+                results.update(zip(raws, await check))
                 await self._mempool_ready.wait()
-                self.mempool.add_prevalidated(checked, source=source)
+                for source, batch, _ in batches:
+                    checked = [results[raw] for raw in batch if raw in results]
+                    self.mempool.add_prevalidated(checked, source=source)
+            except Exception:  # never expected; the loop must go on
+                log.exception("admitting checked transactions")
             finally:
-                self._arriving.difference_update(hashes)
+                for _, _, hashes in batches:
+                    self._arriving.difference_update(hashes)
 
     async def _tx_gossip_loop(self) -> None:
         while True:
