@@ -169,8 +169,8 @@ class LedgerDB:
         height = executed.block.height
         batch[root_key(height)] = executed.state_root
         if self.history_heights > 0:
-            get_previous = self.committed.get_encoded
-            batch[undo_key(height)] = encoding.encode_fast([[k, get_previous(k)] for k in executed.encoded])
+            # [key, previous] pairs as tuples: msgpack encodes them as the same arrays
+            batch[undo_key(height)] = encoding.encode_fast(self.committed.previous_values(executed.encoded))
             if height > self.history_heights:
                 batch[undo_key(height - self.history_heights)] = None
         if extra:

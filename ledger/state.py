@@ -87,10 +87,14 @@ class CommittedState:
         self._encoded[key] = data
         return record
 
-    def get_encoded(self, key: bytes) -> bytes | None:
-        """The committed value bytes of `key` (None if absent)."""
-        data = self._encoded.get(key, _MISSING)
-        return self._store.get(STATE_PREFIX + key) if data is _MISSING else data
+    def previous_values(self, keys: Any) -> list[tuple[bytes, bytes | None]]:
+        """(key, committed value bytes or None) for each key: what an undo log records."""
+        encoded, store = self._encoded, self._store
+        out = []
+        for key in keys:
+            data = encoded.get(key, _MISSING)
+            out.append((key, store.get(STATE_PREFIX + key) if data is _MISSING else data))
+        return out
 
     def scan(self, prefix: bytes) -> dict[bytes, Any]:
         """The committed records whose keys start with `prefix`, in key order."""

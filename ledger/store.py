@@ -68,11 +68,12 @@ class LevelDBStore:
 
     def write_batch(self, changes: Mapping[bytes, bytes | None], sync: bool = True) -> None:
         with self._db.write_batch(transaction=True, sync=sync) as wb:
+            put, delete = wb.put, wb.delete
             for k, v in changes.items():
                 if v is None:
-                    wb.delete(k)
+                    delete(k)
                 else:
-                    wb.put(k, v)
+                    put(k, v)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         with self._db.iterator(prefix=prefix) as it:
