@@ -71,7 +71,8 @@ class ConsensusConfig:
     timeout_delta_ms: int = 250
     """Each timeout grows by this much per round, so a slow network eventually fits in a round."""
     block_interval_ms: int = 200
-    """Least time between committing a block and proposing the next: lets transactions gather."""
+    """Least time between deciding a block and proposing the next (the commit itself counts towards
+    it): lets transactions gather."""
     empty_block_interval_ms: int = 0
     """When the mempool is empty after a commit, wait up to this long (if longer than
     block_interval_ms) before starting the next height; a transaction arriving ends the wait.

@@ -8,8 +8,8 @@ The engine is pure; this module turns its actions into effects and the world int
     BroadcastBlock       the same, for the block bytes
     ScheduleTimeout      a loop timer that feeds TimeoutFired back
     Commit               LedgerApp.commit (state + block + certificate: one batch, one fsync),
-                         mempool update, WAL truncation, Start(height + 1) after block_interval_ms
-                         (or empty_block_interval_ms while the mempool is empty)
+                         mempool update, WAL truncation, Start(height + 1) block_interval_ms after
+                         the decision (or empty_block_interval_ms while the mempool is empty)
     EvidenceFound        the evidence pool, and gossip
 
 Peer frames (see p2p.py for the framing, block_sync.py for the sync ones): status, proposal,
@@ -320,29 +320,30 @@ class Node:
         elif isinstance(action, Commit):
             if action.height != self._ledger.head.height + 1:
                 return  # block sync committed it first
-            self._timeline["decided"] = time.monotonic()
+            decided = self._timeline["decided"] = time.monotonic()
             try:
                 committed = self.app.commit(action.block_hash, action.block, action.certificate)
             except BlockRefused as exc:  # the engine decided a block valid(v) accepted: cannot fail
                 raise ConsensusInvariantViolation(f"decided block {action.height} cannot be committed: {exc}") from exc
             self._after_commit(committed)
-            self._schedule_next_height(action.height + 1)
+            self._schedule_next_height(action.height + 1, since_decided_s=time.monotonic() - decided)
         elif isinstance(action, EvidenceFound):
             try:
                 self._add_evidence(action.evidence, source=None)
             except MessageInvalid as exc:
                 log.error("evidence from the engine does not verify: %s", exc)
 
-    def _schedule_next_height(self, height: int) -> None:
-        """Start `height` after block_interval_ms, or, with an empty mempool, after
-        empty_block_interval_ms unless a transaction arrives first (see _tx_gossip_loop)."""
+    def _schedule_next_height(self, height: int, since_decided_s: float = 0.0) -> None:
+        """Start `height` block_interval_ms after the previous one was decided (the commit's own
+        time counts towards it), or, with an empty mempool, after empty_block_interval_ms unless a
+        transaction arrives first (see _tx_gossip_loop)."""
         c = self.config.consensus
         delay_ms = c.block_interval_ms
         self._waiting_for_txs = None
         if len(self.mempool) == 0 and c.empty_block_interval_ms > delay_ms:
             delay_ms = c.empty_block_interval_ms
             self._waiting_for_txs = (height, time.monotonic() + c.block_interval_ms / 1000)
-        self._schedule(delay_ms / 1000, Start(height))
+        self._schedule(max(0.0, delay_ms / 1000 - since_decided_s), Start(height))
 
     def _schedule(self, delay_s: float, event: "Event | _HeldBlock") -> None:
         loop = asyncio.get_running_loop()
