@@ -408,6 +408,8 @@ class Replayer:
                 return
             batch = in_flight.pop(0)
             results = batch.verified.result()  # type: ignore[union-attr]  # set when queued
+            if exhausted and not in_flight:
+                executor.shutdown(wait=False)  # the pool's workers exit while the last blocks execute
             size = sum(len(c.txs) for c in results if isinstance(c, Checked)) + 1
             cache = SignatureCache(capacity=size, decoded_capacity=size)
             remember = cache.remember
