@@ -246,7 +246,7 @@ class StateCommitment:
             buckets[b] = entries
         for level, changed in zip(self._levels, pending.levels):
             for i, h in changed.items():
-                at = _position(i)
+                at = (i >> ARITY_BITS) * _GROUP + 1 + ((i & (ARITY - 1)) << 5)  # _position(i), inlined
                 level[at : at + 32] = h
         self._root = pending.root
 

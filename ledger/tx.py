@@ -24,6 +24,7 @@ from ledger.constants import (
 )
 from ledger.crypto import Keypair, sha256, verify_signature
 from ledger.errors import Code, Rejected
+from ledger.records import fast_init
 
 # field checkers: each returns the value or raises Rejected ---------------------------------------
 Checker = Callable[[str, Any], Any]
@@ -157,6 +158,7 @@ TX_SCHEMAS: dict[str, dict[str, Field]] = {
 `process_<type>` function to ledger.transition.TX_PROCESSORS."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Tx:
     """A decoded, well-formed transaction. Signatures are not yet verified."""
