@@ -58,6 +58,29 @@ def _agreement(entries: tuple[ValidatorEntry, ...]) -> dict[str, Any]:
     }
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process, 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each process in `pids` and of its children (a node's signature workers), by pid."""
+    totals = {pid: _cpu_s(pid) for pid in pids}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent in totals:
+                totals[parent] += _cpu_s(int(entry.name))
+    return totals
+
+
 def test_network_throughput_and_latency(tmp_path: Path) -> None:
     load_before = round(os.getloadavg()[0], 2)  # other work on the machine competes for the 2 cores
     v = measure_verify_rate()
@@ -75,6 +98,8 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     try:
         net.start_all()
         net.wait_for_height(3, timeout_s=60)
+        pids = [e.pid for e in net.reload().validators if e.pid is not None]
+        cpu_before = _tree_cpu_s(pids)  # the nodes' CPU over the whole load, per committed transfer
         rates = ",".join(str(round(f * limit)) for f in fractions)
         bound = (len(fractions) + 1) * (seconds + 130) + 120
         subprocess.run(
@@ -82,6 +107,7 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
              "--seconds", str(seconds), "--rates", rates, "--out", str(out)],
             cwd=ROOT, check=True, timeout=bound,
         )
+        cpu_after = _tree_cpu_s(pids)
         result = json.loads(out.read_text())
         checks = _agreement(net.reload().validators)
         load_after = round(os.getloadavg()[0], 2)
@@ -89,6 +115,8 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
         net.stop_all()
     best, half = result["best"] or {}, result["half"] or {}
     committed = best.get("committed_per_s", 0.0)
+    all_committed = sum(step["committed"] for step in result["steps"] + ([half] if half else []))
+    node_cpu_s = [cpu_after[pid] - cpu_before[pid] for pid in pids]
     figures = {
         "V_verify_per_s": round(v),
         "L_2V_over_4": round(limit),
@@ -107,7 +135,12 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
         "half_latency_p50_s": half.get("latency_p50_s"),
         "half_latency_p99_s": half.get("latency_p99_s"),
         "half_latency_max_s": half.get("latency_max_s"),
-        "steps": [{k: s[k] for k in ("offered_per_s", "committed_per_s", "kept_up", "latency_p50_s", "latency_p99_s", "refused")} for s in result["steps"]],
+        "node_cpu_us_per_committed_tx": [round(c / max(all_committed, 1) * 1e6) for c in node_cpu_s],
+        "node_cpu_note": "each validator's CPU (its signature workers included) over all steps, per transfer committed",
+        "steps": [
+            {k: s[k] for k in ("offered_per_s", "committed_per_s", "kept_up", "latency_p50_s", "latency_p99_s", "refused", "generator_cpu_s")}
+            for s in result["steps"]
+        ],
         **checks,
     }
     record("network_4_validators", figures)
