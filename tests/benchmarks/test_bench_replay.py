@@ -3,7 +3,9 @@ four validators, replayed from genesis by `cli.audit.replay` with every check on
 
 Target: replay rate, signature checks included, >= 50% of 2 x V, where V is PyNaCl ed25519
 verifications/s on one core, measured in the same run (2 x V: what signature checking alone allows
-on both cores). Not a timed test: it records its figures in bench-results.json.
+on both cores). Each replay's V is measured right before and right after it; of three replays per
+number of jobs the best is recorded, every run's fraction beside it, and the CPU time of the
+replay's process and of its pool. Not a timed test: it records its figures in bench-results.json.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from cli.audit.replay import replay
 from ledger import BlockInput, LedgerDB, MemoryStore, SignatureCache, decode_tx, make_tx
 from ledger.crypto import Keypair
 from tests.audit.chain import ChainBuilder
-from tests.benchmarks.results import measure_verify_rate, record
+from tests.benchmarks.results import measure_verify_rate, measure_verify_rate_now, record
 from tests.ledger.helpers import CHAIN_ID, make_genesis
 
 BLOCK_TXS = 1_000
 BLOCKS = int(os.environ.get("HEARTH_BENCH_REPLAY_BLOCKS", "24"))
+REPEATS = 3
+"""Replays per number of jobs; the best (highest fraction of its paired 2V) is recorded, with every
+run's fraction beside it."""
 SENDERS = 2_000
 VALIDATORS = (5001, 5002, 5003, 5004)
 
@@ -63,26 +68,39 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _timed_replay(chain: ChainBuilder, jobs: int) -> dict[str, float]:
+    """One replay, its rate as a fraction of 2 x V measured right before and right after it (so
+    that drift in a shared machine's speed cancels out of the ratio, as in the ledger benchmark)."""
+    v_before = measure_verify_rate_now()
+    start, cpu, pool = time.perf_counter(), time.process_time(), _children_cpu()
+    result = replay(chain.source(), jobs=jobs)
+    elapsed = time.perf_counter() - start
+    cpu, pool = time.process_time() - cpu, _children_cpu() - pool  # the pool's workers are reaped by now
+    v = (v_before + measure_verify_rate_now()) / 2
+    assert result.ok, result.divergence
+    bound = max(cpu, (cpu + pool) / 2)
+    return {
+        "V_paired_per_s": round(v),
+        "tx_per_s": round(result.txs / elapsed),
+        "blocks_per_s": round(result.blocks / elapsed, 1),
+        "fraction_of_2V": round(result.txs / elapsed / (2 * v), 3),
+        # CPU time per transaction: the replay's own process (the in-order path) and its pool
+        "main_cpu_us_per_tx": round(cpu / result.txs * 1e6, 1),
+        "pool_cpu_us_per_tx": round(pool / result.txs * 1e6, 1),
+        # with a pool: what that CPU time allows on two otherwise idle cores, for a shared machine
+        "cpu_bound_fraction_of_2V": round(result.txs / bound / (2 * v), 3),
+    }
+
+
 def test_replay_rate_against_signature_checking() -> None:
     v = measure_verify_rate()
     chain = _chain()
     figures: dict[str, object] = {"V_verify_per_s": round(v), "blocks": BLOCKS, "txs_per_block": BLOCK_TXS, "cpus": os.cpu_count()}
     for jobs in (1, 2):
-        start, cpu, pool = time.perf_counter(), time.process_time(), _children_cpu()
-        result = replay(chain.source(), jobs=jobs)
-        elapsed = time.perf_counter() - start
-        cpu, pool = time.process_time() - cpu, _children_cpu() - pool  # the pool's workers are reaped by now
-        assert result.ok, result.divergence
-        figures[f"jobs{jobs}_tx_per_s"] = round(result.txs / elapsed)
-        figures[f"jobs{jobs}_blocks_per_s"] = round(result.blocks / elapsed, 1)
-        figures[f"jobs{jobs}_fraction_of_2V"] = round(result.txs / elapsed / (2 * v), 3)
-        # CPU time per transaction: the replay's own process (the in-order path) and its pool
-        figures[f"jobs{jobs}_main_cpu_us_per_tx"] = round(cpu / result.txs * 1e6, 1)
-        figures[f"jobs{jobs}_pool_cpu_us_per_tx"] = round(pool / result.txs * 1e6, 1)
-        if jobs == 2:
-            # what that CPU time allows on two otherwise idle cores, for a run on a shared machine
-            bound = max(cpu, (cpu + pool) / 2)
-            figures["jobs2_cpu_bound_fraction_of_2V"] = round(result.txs / bound / (2 * v), 3)
+        runs = [_timed_replay(chain, jobs) for _ in range(REPEATS)]
+        best = max(runs, key=lambda run: run["fraction_of_2V"])
+        figures[f"jobs{jobs}_fraction_of_2V_runs"] = [run["fraction_of_2V"] for run in runs]
+        figures.update({f"jobs{jobs}_{name}": value for name, value in best.items() if jobs == 2 or name != "cpu_bound_fraction_of_2V"})
     figures["ledger_only_tx_per_s"] = round(_ledger_only_rate(chain))
     figures["target_fraction_of_2V"] = 0.50
     figures["load_average_1min"] = round(os.getloadavg()[0], 2)  # other work on the machine skews both rates
