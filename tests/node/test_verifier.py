@@ -7,10 +7,10 @@ import os
 import signal
 
 from consensus.mempool import prevalidate
-from consensus.verifier import Verifier, check_batch
-from ledger import Rejected, Tx
+from consensus.verifier import Verifier, check_batch, trusted_tx
+from ledger import Rejected, Tx, decode_tx
 from ledger.errors import Code
-from tests.ledger.helpers import CHAIN_ID, transfer_tx
+from tests.ledger.helpers import CHAIN_ID, member_add_tx, signed_tx, transfer_tx
 
 
 def batch() -> list[bytes]:
@@ -64,3 +64,16 @@ def test_a_killed_worker_is_replaced_and_the_batch_still_checked() -> None:
     checked, restarts = asyncio.run(main())
     assert restarts >= 1
     assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
+
+
+def test_trusted_parse_gives_the_very_tx_decode_gives() -> None:
+    """What the node builds from a worker's pass is the `Tx` decode_tx builds: every transaction
+    type the helpers make, one signer and several."""
+    raws = [
+        transfer_tx(1, 2, 5, 0),
+        member_add_tx(7, 0),  # a council's: two signatures
+        signed_tx("housing_apply", 3, 4, household=2, needs=1),
+    ]
+    for raw in raws:
+        assert trusted_tx(raw) == decode_tx(raw)
+        assert type(trusted_tx(raw).signatures[0]) is tuple
