@@ -41,6 +41,7 @@ class Account:
     PREFIX: ClassVar[bytes] = b"a"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Member:
     """A registered member of its home `node`. UBI accrues for every period after `joined_period`.
@@ -53,6 +54,7 @@ class Member:
     PREFIX: ClassVar[bytes] = b"m"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PeriodRecord:
     """What the commons pool paid each member at the start of one period, and to how many."""
@@ -102,6 +104,7 @@ class UnbondingRelease:
     PREFIX: ClassVar[bytes] = b"z"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChainHead:
     """Where the ledger is: the last applied block's height and time, and its period."""
@@ -113,6 +116,7 @@ class ChainHead:
     PREFIX: ClassVar[bytes] = b"c"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Totals:
     """The parts of the conservation identity, plus running totals auditors read.
