@@ -607,7 +607,8 @@ class Node:
         if tx is None and sha256(raw) not in self.verified:
             await self._check_submitted(raw)
             tx = self.verified.decoded(raw)  # None when it did not verify: `add` says why
-        await self._mempool_ready.wait()  # a new transaction is checked after the re-checked ones
+        if not self._mempool_ready.is_set():
+            await self._mempool_ready.wait()  # a new transaction is checked after the re-checked ones
         try:
             _, tx_hash = self.mempool.add(raw) if tx is None else self.mempool.add_decoded(tx)
         except MempoolFull as exc:

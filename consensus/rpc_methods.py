@@ -506,7 +506,8 @@ async def call_method(ctx: CallContext, name: str, params: Mapping[str, Any]) ->
         raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"method not found: {name[:64]!r}; rpc.discover lists them")
     kwargs = method.parse_params(params)
     try:
-        return await asyncio.wait_for(method.handler(ctx, **kwargs), method.timeout_s)
+        async with asyncio.timeout(method.timeout_s):  # no task per call, as wait_for would make
+            return await method.handler(ctx, **kwargs)
     except Rejected as exc:
         raise RpcError(exc.code.number, exc.message, exc.to_dict()) from None
     except MempoolFull as exc:
