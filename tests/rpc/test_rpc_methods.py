@@ -292,3 +292,29 @@ def test_housing_queue_unit_and_right(community: RpcClient) -> None:
     assert right["unit"] == "a" and right["role"] == "holder" and right["history"][0]["event"] == "granted"
     assert error_of(community, "housing_unit", node="north", unit="zz").code == Code.UNKNOWN_UNIT.number
     assert error_of(community, "housing_queue", node="west").code == Code.UNKNOWN_NODE.number
+
+
+def test_a_call_past_its_time_bound_is_an_internal_error_and_is_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from consensus.rpc_methods import CallContext, Method, RpcError, call_method
+
+    cancelled = []
+
+    async def slow(ctx: CallContext) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    monkeypatch.setitem(METHODS, "slow_for_test", Method("slow_for_test", slow, timeout_s=0.05))
+
+    async def main() -> RpcError:
+        with pytest.raises(RpcError) as err:
+            await call_method(CallContext(node=None), "slow_for_test", {})  # type: ignore[arg-type]
+        return err.value
+
+    error = asyncio.run(main())
+    assert error.code == ErrorCode.INTERNAL_ERROR and "did not finish within 0.05 s" in error.message
+    assert cancelled == [True]
