@@ -59,9 +59,9 @@ from ledger.tx import verify_tx_signatures
 __all__ = ["Divergence", "ReplayResult", "Replayer", "replay", "verify_signature_batch"]
 
 BATCH_BYTES_MAX = 200_000
-"""Bytes of transactions (or of stored blocks) per batch, about 1,000 transfers: large enough to
-amortise the pool's messaging, small enough that the ledger never waits long for the first batch
-and is left little to do alone at the end."""
+"""Bytes of transactions (or of stored blocks) per batch, a block of 1,000 transfers being a batch of
+its own: large enough to amortise the pool's messaging, small enough that the ledger never waits
+long for the first batch and is left little to do alone at the end."""
 BATCH_BLOCKS_MAX = 64
 BATCHES_AHEAD = 2
 """Batches in flight per worker: the pool keeps verifying while the ledger executes."""
