@@ -91,9 +91,9 @@ TX_FETCH_DELAY_S = 0.5
 the announcer for it (in a full mesh it arrives first, and nothing is asked)."""
 MAX_WANTED_TXS = 50_000
 """Announced transactions this node waits for, at most; past it the oldest are forgotten."""
-VERIFIER_WORKERS = 2
-"""Processes checking signatures for this node (consensus/verifier.py)."""
-TX_CHECK_BATCH_MAX = 2_000
+TX_CHECKS_IN_FLIGHT = 2
+"""Batches of peers' transactions at the gossip verifier at once (one checked, one queued)."""
+TX_CHECK_BATCH_MAX = 500
 """Peer transactions sent to the verifier in one call, at most (queued batches are merged)."""
 RECHECK_CHUNK = 500
 """Mempool transactions re-checked per turn of the event loop after a commit (~50 ms of work)."""
@@ -182,7 +182,10 @@ class Node:
         self._submitted_done: asyncio.Future[None] | None = None
         self._arriving: set[bytes] = set()
         """Hashes of peer transactions received whole and queued for their signature check."""
-        self._verifier = Verifier(VERIFIER_WORKERS)
+        self._verifier = Verifier(1)
+        """Checks peers' gossip, the bulk."""
+        self._priority_verifier = Verifier(1)
+        """Checks what someone waits on: a proposed block's unseen transactions, clients' submissions."""
         self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
         self._submitted: list[tuple[bytes, asyncio.Future[None]]] = []  # RPC submissions awaiting one batched check
         self._applying_sync = False
@@ -211,11 +214,12 @@ class Node:
     # lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._verifier.start()
+        self._priority_verifier.start()
         self._stopped = asyncio.Event()
         self._mempool_ready = asyncio.Event()
         self._mempool_ready.set()
         self._tx_batches = asyncio.Queue(TX_BATCH_QUEUE_MAX)
-        self._tx_checks = asyncio.Queue(VERIFIER_WORKERS - 1)
+        self._tx_checks = asyncio.Queue(TX_CHECKS_IN_FLIGHT - 1)
         replayed = self.wal.replay()
         await self.p2p.start()
         await self.rpc.start()
@@ -254,6 +258,7 @@ class Node:
         await self.rpc.close()
         await self.p2p.stop()
         self._verifier.stop()
+        self._priority_verifier.stop()
         self.wal.close()
         self.store.close()
         log.info("node %s stopped at height %d", self.config.moniker, self._ledger.head.height)
@@ -552,7 +557,7 @@ class Node:
     async def _precheck_block(self, peer: Peer | None, payload: Any, claimed: bytes, unseen: list[bytes]) -> None:
         started = time.monotonic()
         try:
-            checked = await self._verifier.check(unseen, self.chain_id)
+            checked = await self._priority_verifier.check(unseen, self.chain_id)
         finally:
             self._prechecking.discard(claimed)
         log.debug("precheck: %d unseen in block %s, %d ms", len(unseen), claimed.hex()[:12], (time.monotonic() - started) * 1000)
@@ -633,7 +638,7 @@ class Node:
         previous, done = self._submitted_done, asyncio.get_running_loop().create_future()
         self._submitted_done = done
         try:
-            checked = await self._verifier.check([raw for raw, _ in batch], self.chain_id)
+            checked = await self._priority_verifier.check([raw for raw, _ in batch], self.chain_id)
             for item in checked:
                 if not isinstance(item, Rejected):
                     self.verified.remember(item)
@@ -723,7 +728,7 @@ class Node:
 
     async def _tx_check_loop(self) -> None:
         """Peers' transactions to the verifier processes: every batch queued meanwhile goes in one
-        call, up to VERIFIER_WORKERS calls in flight; `_tx_admission_loop` takes them in order."""
+        call, up to TX_CHECKS_IN_FLIGHT calls in flight; `_tx_admission_loop` takes them in order."""
         assert self._tx_batches is not None and self._tx_checks is not None
         while True:
             batches = [await self._tx_batches.get()]
@@ -741,7 +746,7 @@ class Node:
                     else:
                         known[raw] = tx
             check = asyncio.ensure_future(self._verifier.check(raws, self.chain_id))
-            await self._tx_checks.put((batches, raws, known, check))  # waits while VERIFIER_WORKERS are in flight
+            await self._tx_checks.put((batches, raws, known, check))  # waits while TX_CHECKS_IN_FLIGHT are
 
     async def _tx_admission_loop(self) -> None:
         """Admission on the loop, in arrival order, of what the verifier processes checked."""

@@ -42,6 +42,11 @@ KEEP_UP = 0.97
 AMOUNT = 1
 
 
+def _percentile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else None
+
+
 def account_key(i: int) -> Keypair:
     """The benchmark's funded account i (deterministic, so the genesis and the generator agree)."""
     return Keypair.from_seed(b"hearth-bench-account" + i.to_bytes(12, "big"))
@@ -60,6 +65,7 @@ class Generator:
         self.in_flight = [asyncio.Semaphore(IN_FLIGHT_MAX) for _ in self.urls]
         self.late_ticks = 0
         self.blocks: list[tuple[float, int]] = []
+        self.acks: list[float] = []
 
     def sign(self, count: int) -> list[tuple[int, bytes, bytes]]:
         """`count` transfers: (validator index, raw, hash), senders in turn, each to the next account."""
@@ -92,9 +98,10 @@ class Generator:
                 for h in hashes:
                     self.committed_at.setdefault(bytes.fromhex(h), now)
 
-    async def _post(self, session: aiohttp.ClientSession, node: int, body: bytes, count: int) -> None:
+    async def _post(self, session: aiohttp.ClientSession, node: int, body: bytes, count: int, at: float) -> None:
         async with self.in_flight[node]:
             await self._send(session, node, body, count)
+        self.acks.append(time.monotonic() - at)  # scheduled submit to the node's answer (admitted)
 
     async def _send(self, session: aiohttp.ClientSession, node: int, body: bytes, count: int) -> None:
         try:
@@ -142,6 +149,7 @@ class Generator:
 
     async def step(self, session: aiohttp.ClientSession, rate: float, seconds: float) -> dict[str, Any]:
         ticks = self.plan(rate, seconds)
+        self.acks = []
         cpu_before = time.process_time()  # the generator's own CPU during the step, recorded: it shares the cores
         refused_before = self.refused
         scheduled: list[tuple[bytes, float]] = []
@@ -156,7 +164,7 @@ class Generator:
                 self.late_ticks += 1
             scheduled.extend((h, at) for h in hashes)
             for node, body, count in requests:
-                task = asyncio.create_task(self._post(session, node, body, count))
+                task = asyncio.create_task(self._post(session, node, body, count, at))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         end = start + seconds
@@ -186,6 +194,8 @@ class Generator:
             "blocks": len(in_window),
             "late_ticks": self.late_ticks,
             "generator_cpu_s": round(time.process_time() - cpu_before, 2),
+            "submit_ack_p50_s": _percentile(self.acks, 0.5),
+            "submit_ack_p99_s": _percentile(self.acks, 0.99),
             "refusals": dict(self.refusals),
         }
         self.refusals.clear()
