@@ -105,6 +105,17 @@ def test_a_missing_block_is_named() -> None:
     assert (result.divergence.height, result.divergence.check) == (6, "block unreadable")
 
 
+def test_an_unreadable_stored_block_is_named_the_same_way_with_one_or_two_processes() -> None:
+    """From a store the pool decodes the blocks: what it cannot decode comes back as the same divergence."""
+    b = fresh_chain()
+    flip(b.store, BLOCK + h8(3), b.store.get(BLOCK + h8(3)).find(b.sources[2].txs[0]) + 10)
+    b.store.write_batch({BLOCK + h8(6): None})
+    outcomes = [replay(b.source(), jobs=j).to_json(timing=False) for j in (1, 2)]
+    assert outcomes[0] == outcomes[1]
+    assert (outcomes[0]["divergence"]["height"], outcomes[0]["divergence"]["check"]) == (3, "block unreadable")
+    assert outcomes[0]["blocks"] == 2
+
+
 # blocks that validators certified but that are wrong ------------------------------------------------------
 def test_a_certified_wrong_state_root_is_named() -> None:
     b = ChainBuilder(audit_genesis())
