@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
-from ledger.state import State
+from ledger.state import State, scan_prefix
 from ledger.tx import verify_tx_signatures
 
 __all__ = ["Added", "AddResult", "Mempool", "MempoolFull", "prevalidate"]
@@ -107,23 +107,25 @@ HEAD_KEY = b"c"
 """The chain head record (height, time, period): see the module docstring for how it is counted."""
 
 
-class _TrackedState(State):
-    """An overlay that records the keys read through it (and whether a whole prefix was listed)."""
+class _ReadTracker:
+    """Stands between a transaction's overlay and the pool's: records every key read through it
+    (and whether a whole prefix was listed). Every read the overlay cannot answer from its own
+    writes comes here, however the ledger's typed reads are written."""
 
-    __slots__ = ("reads", "scanned")
+    __slots__ = ("_reader", "reads", "scanned")
 
-    def __init__(self, parent: State) -> None:
-        super().__init__(parent)
+    def __init__(self, reader: State) -> None:
+        self._reader = reader
         self.reads: set[bytes] = set()
         self.scanned = False
 
     def get(self, key: bytes) -> Any:
         self.reads.add(key)
-        return State.get(self, key)
+        return self._reader.get(key)
 
     def scan(self, prefix: bytes) -> dict[bytes, Any]:
         self.scanned = True
-        return State.scan(self, prefix)
+        return scan_prefix(self._reader, prefix)
 
 
 def _next_nonce(state: State, sender: bytes) -> int:
@@ -303,11 +305,12 @@ class Mempool:
     def _check(self, tx: Tx, size: int) -> _Entry:
         """Apply `tx` to the pool's overlay (raises Rejected, leaving it unchanged); the entry
         remembers what it touched and wrote."""
-        child = _TrackedState(self._overlay)
+        tracker = _ReadTracker(self._overlay)
+        child = State(tracker)
         process_tx(child, tx, self._verified)
         writes = child.changes
         self._overlay.changes.update(writes)
-        keys = None if child.scanned else frozenset(child.reads.union(writes))
+        keys = None if tracker.scanned else frozenset(tracker.reads.union(writes))
         return _Entry(tx, size, keys, writes)
 
     def update(

@@ -296,9 +296,27 @@ def test_entries_a_block_does_not_touch_are_kept_without_running_them() -> None:
     assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 4
 
 
+def test_every_typed_read_of_an_overlay_reaches_the_tracker() -> None:
+    """The incremental re-check rests on every read an overlay cannot answer itself reaching its
+    parent's `get`: a typed read that bypassed it would go unrecorded, and this fails."""
+    from consensus.mempool import _ReadTracker
+    from ledger.state import State
+
+    pool, _ = make_pool()
+    address = key(1).address
+    reads = {
+        "get_params": (), "get_head": (), "get_totals": (), "get_account": (address,), "get_member": (address,),
+        "get_period_record": (0,), "get_validator": (address,),
+    }
+    typed = {name for name in dir(State) if name.startswith("get_")}
+    assert typed <= set(reads), f"a new typed read: add it here: {typed - set(reads)}"
+    for name, args in reads.items():
+        tracker = _ReadTracker(pool._overlay)
+        getattr(State(tracker), name)(*args)
+        assert tracker.reads, f"State.{name} read without its parent's get"
+
+
 def test_the_pool_tracks_what_a_transfer_reads_and_writes() -> None:
-    """The incremental re-check rests on every read going through `State.get`: if the ledger's
-    typed reads bypassed it, the keys would miss the accounts, and this fails."""
     pool, _ = make_pool()
     _, tx_hash = pool.add(transfer_tx(1, 2, 1, 0))
     entry = pool._pending[tx_hash]
