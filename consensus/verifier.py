@@ -10,7 +10,8 @@ check) and remembers them in its SignatureCache.
 Each signature is still checked once per node: the workers are this node's own code.
 
 If the pool breaks (a worker killed from outside), it is started again and the batch rerun once;
-if that fails too, the batch is checked in this process. Nothing a peer sends reaches a worker
+if that fails too, the batch is checked in this process. A worker exits by itself within
+PARENT_POLL_S when its node is gone, however the node ended. Nothing a peer sends reaches a worker
 except bytes, and every outcome of decoding bytes is a verdict, so no input can break it.
 """
 
@@ -20,6 +21,9 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 from consensus.mempool import prevalidate
@@ -36,6 +40,21 @@ Verdict = tuple[int, str] | None
 """None: decoded, for this chain, every signature valid. Otherwise (Code number, message)."""
 
 _CODES = {code.number: code for code in Code}
+
+
+PARENT_POLL_S = 0.5
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In a worker, at start: exit as soon as the node is gone. A node killed with SIGKILL tells
+    its workers nothing, and they would live on, orphaned."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="hearth-verifier-watch", daemon=True).start()
 
 
 def check_batch(raws: list[bytes], chain_id: str) -> list[Verdict]:
@@ -85,7 +104,9 @@ class Verifier:
         if self._pool is None:
             # spawn: a fresh interpreter, never a fork of this process and its threads' locks
             context = multiprocessing.get_context("spawn")
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
+            )
 
     def stop(self) -> None:
         if self._pool is not None:

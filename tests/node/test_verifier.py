@@ -77,3 +77,41 @@ def test_trusted_parse_gives_the_very_tx_decode_gives() -> None:
     for raw in raws:
         assert trusted_tx(raw) == decode_tx(raw)
         assert type(trusted_tx(raw).signatures[0]) is tuple
+
+
+def test_workers_exit_when_their_node_is_killed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A node killed with SIGKILL leaves no signature worker behind."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = (
+        "import asyncio, sys\n"
+        "from consensus.verifier import Verifier\n"
+        "async def main():\n"
+        "    v = Verifier(workers=1); v.start(); await v.check([b'x'], 'c')\n"
+        "    print(' '.join(str(p) for p in v._pool._processes), flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    node = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout is not None
+        workers = [int(p) for p in node.stdout.readline().split()]
+        assert workers and all(Path(f"/proc/{p}").exists() for p in workers)
+    finally:
+        node.kill()
+        node.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(alive(p) for p in workers), "a worker outlived its node"
