@@ -4,8 +4,9 @@ four validators, replayed from genesis by `cli.audit.replay` with every check on
 Target: replay rate, signature checks included, >= 50% of 2 x V, where V is PyNaCl ed25519
 verifications/s on one core, measured in the same run (2 x V: what signature checking alone allows
 on both cores). Each replay's V is measured right before and right after it; of three replays per
-number of jobs the best is recorded, every run's fraction beside it, and the CPU time of the
-replay's process and of its pool. Not a timed test: it records its figures in bench-results.json.
+number of jobs the fastest is recorded, every run's fraction beside it, and the CPU time of the
+replay's process and of its pool (with the fraction of 2V that CPU time allows on two idle cores,
+against V per CPU second). Not a timed test: it records its figures in bench-results.json.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import os
 import resource
 import time
+
+import nacl.signing
 
 from cli.audit.replay import replay
 from ledger import BlockInput, LedgerDB, MemoryStore, SignatureCache, decode_tx, make_tx
@@ -24,8 +27,7 @@ from tests.ledger.helpers import CHAIN_ID, make_genesis
 BLOCK_TXS = 1_000
 BLOCKS = int(os.environ.get("HEARTH_BENCH_REPLAY_BLOCKS", "24"))
 REPEATS = 3
-"""Replays per number of jobs; the best (highest fraction of its paired 2V) is recorded, with every
-run's fraction beside it."""
+"""Replays per number of jobs; the fastest is recorded, with every run's fraction beside it."""
 SENDERS = 2_000
 VALIDATORS = (5001, 5002, 5003, 5004)
 
@@ -68,15 +70,29 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _verify_rate_cpu(seconds: float = 0.25) -> float:
+    """V per second of this process's CPU time (not wall time): the yardstick of CPU-time figures."""
+    key = nacl.signing.SigningKey(b"\x07" * 32)
+    verify_key = key.verify_key
+    signed = [(m, key.sign(m).signature) for m in (bytes([i]) * 150 for i in range(64))]
+    count, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
+        for m, s in signed:
+            verify_key.verify(m, s)
+        count += len(signed)
+    return count / (time.process_time() - start)
+
+
 def _timed_replay(chain: ChainBuilder, jobs: int) -> dict[str, float]:
     """One replay, its rate as a fraction of 2 x V measured right before and right after it (so
     that drift in a shared machine's speed cancels out of the ratio, as in the ledger benchmark)."""
-    v_before = measure_verify_rate_now()
+    v_before, v_cpu_before = measure_verify_rate_now(), _verify_rate_cpu()
     start, cpu, pool = time.perf_counter(), time.process_time(), _children_cpu()
     result = replay(chain.source(), jobs=jobs)
     elapsed = time.perf_counter() - start
     cpu, pool = time.process_time() - cpu, _children_cpu() - pool  # the pool's workers are reaped by now
     v = (v_before + measure_verify_rate_now()) / 2
+    v_cpu = (v_cpu_before + _verify_rate_cpu()) / 2
     assert result.ok, result.divergence
     bound = max(cpu, (cpu + pool) / 2)
     return {
@@ -88,7 +104,7 @@ def _timed_replay(chain: ChainBuilder, jobs: int) -> dict[str, float]:
         "main_cpu_us_per_tx": round(cpu / result.txs * 1e6, 1),
         "pool_cpu_us_per_tx": round(pool / result.txs * 1e6, 1),
         # with a pool: what that CPU time allows on two otherwise idle cores, for a shared machine
-        "cpu_bound_fraction_of_2V": round(result.txs / bound / (2 * v), 3),
+        "cpu_bound_fraction_of_2V": round(result.txs / bound / (2 * v_cpu), 3),
     }
 
 
@@ -98,7 +114,7 @@ def test_replay_rate_against_signature_checking() -> None:
     figures: dict[str, object] = {"V_verify_per_s": round(v), "blocks": BLOCKS, "txs_per_block": BLOCK_TXS, "cpus": os.cpu_count()}
     for jobs in (1, 2):
         runs = [_timed_replay(chain, jobs) for _ in range(REPEATS)]
-        best = max(runs, key=lambda run: run["fraction_of_2V"])
+        best = max(runs, key=lambda run: run["tx_per_s"])  # the least disturbed by other work
         figures[f"jobs{jobs}_fraction_of_2V_runs"] = [run["fraction_of_2V"] for run in runs]
         figures.update({f"jobs{jobs}_{name}": value for name, value in best.items() if jobs == 2 or name != "cpu_bound_fraction_of_2V"})
     figures["ledger_only_tx_per_s"] = round(_ledger_only_rate(chain))
