@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def _run(tmp: Path, accounts: int, block_count: int, paired_v: list[float] | Non
     """Apply `block_count` blocks; return each block's time. With `paired_v`, V is measured just
     before each block and appended there."""
     senders = [Keypair.from_seed(i.to_bytes(32, "big")) for i in range(1, SENDERS + 1)]
-    db = LedgerDB(LevelDBStore(str(tmp / f"db{accounts}")), _genesis(accounts, senders))
+    db = LedgerDB(LevelDBStore(tempfile.mkdtemp(prefix=f"db{accounts}-", dir=tmp)), _genesis(accounts, senders))  # a new store per run
     blocks = _blocks(senders, block_count, accounts)
     times = []
     for i, txs in enumerate(blocks):
