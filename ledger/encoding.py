@@ -87,8 +87,9 @@ def has_canonical_form(obj: Any, depth: int = 0) -> bool:
     return True
 
 
-def decode(data: bytes, max_bytes: int = 1 << 20) -> Any:
-    """Decode msgpack with limits; raises EncodingError on anything malformed."""
+def decode(data: bytes, max_bytes: int = 1 << 20, use_list: bool = True) -> Any:
+    """Decode msgpack with limits; raises EncodingError on anything malformed. Arrays decode as
+    lists, or as tuples with `use_list=False`."""
     if len(data) > max_bytes:
         raise EncodingError("too large")
     try:
@@ -96,7 +97,7 @@ def decode(data: bytes, max_bytes: int = 1 << 20) -> Any:
             data,
             raw=False,
             strict_map_key=True,
-            use_list=True,
+            use_list=use_list,
             max_bin_len=max_bytes,
             max_str_len=max_bytes,
             max_array_len=100_000,

@@ -206,10 +206,10 @@ def decode_tx(raw: bytes) -> Tx:
     if len(raw) > MAX_TX_BYTES:
         raise Rejected(Code.TX_TOO_LARGE, f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
     try:
-        envelope = encoding.decode(raw, MAX_TX_BYTES)
+        envelope = encoding.decode(raw, MAX_TX_BYTES, use_list=False)  # tuples: the signatures as they are kept
     except encoding.EncodingError as exc:
         raise Rejected(Code.TX_MALFORMED, str(exc)) from None
-    if not (isinstance(envelope, list) and len(envelope) == 2 and isinstance(envelope[0], bytes) and isinstance(envelope[1], list)):
+    if not (type(envelope) is tuple and len(envelope) == 2 and type(envelope[0]) is bytes and type(envelope[1]) is tuple):
         raise Rejected(Code.TX_MALFORMED, "a transaction is [body bytes, signatures]")
     body_bytes, sig_list = envelope
     signatures = _check_signature_list(sig_list)
@@ -227,16 +227,16 @@ def decode_tx(raw: bytes) -> Tx:
     return Tx(raw, sha256(raw), body_bytes, body, signatures)
 
 
-def _check_signature_list(sig_list: list[Any]) -> tuple[tuple[bytes, bytes], ...]:
+def _check_signature_list(sig_list: tuple[Any, ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """The decoded signature array (tuples), checked: it is the transaction's `signatures` as is."""
     if not sig_list:
         raise Rejected(Code.TX_MISSING_FIELD, "transaction has no signature")
     if len(sig_list) > MAX_SIGNATURES_PER_TX:
         raise Rejected(Code.TX_BAD_FIELD, f"more than {MAX_SIGNATURES_PER_TX} signatures")
-    out = []
     previous = b""
     for item in sig_list:
         if not (
-            type(item) is list
+            type(item) is tuple
             and len(item) == 2
             and type(item[0]) is bytes
             and len(item[0]) == ADDRESS_BYTES
@@ -247,8 +247,7 @@ def _check_signature_list(sig_list: list[Any]) -> tuple[tuple[bytes, bytes], ...
         if item[0] <= previous:
             raise Rejected(Code.TX_BAD_FIELD, "signatures must be in ascending key order, one per key")
         previous = item[0]
-        out.append((item[0], item[1]))
-    return tuple(out)
+    return sig_list
 
 
 _COMMON_CHECKS = tuple((name, field.check) for name, field in COMMON_FIELDS.items())
