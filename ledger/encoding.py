@@ -81,10 +81,13 @@ def has_canonical_form(obj: Any, depth: int = 0) -> bool:
     else:
         return type(obj) is not float
     for v in values:
-        t = type(v)
-        if (t is dict or t is list or t is float) and not has_canonical_form(v, depth + 1):
+        if type(v) in _TO_LOOK_INTO and not has_canonical_form(v, depth + 1):
             return False
     return True
+
+
+_TO_LOOK_INTO = frozenset((dict, list, float))
+"""The types of values `has_canonical_form` checks further (what msgpack decodes, all else is final)."""
 
 
 def decode(data: bytes, max_bytes: int = 1 << 20, use_list: bool = True) -> Any:

@@ -275,7 +275,7 @@ def _check_body(body: dict[str, Any]) -> None:
             check(name, body[name])
         elif required:
             raise Rejected(Code.TX_MISSING_FIELD, f"missing field {name!r}")
-    if not body.keys() <= allowed:
+    if not allowed.issuperset(body):
         raise Rejected(Code.TX_BAD_FIELD, f"unknown field(s) {sorted(set(body) - allowed)}")
 
 
