@@ -111,6 +111,15 @@ def decode(data: bytes, max_bytes: int = 1 << 20, use_list: bool = True) -> Any:
         raise EncodingError(f"undecodable: {type(exc).__name__}") from None
 
 
+def decode_stored(data: bytes) -> Any:
+    """Decode bytes this ledger encoded itself and read back from its own store: msgpack's
+    defaults (arrays as lists, text as str), without the limits that guard untrusted input."""
+    return _unpackb(data)
+
+
+_unpackb = msgpack.unpackb
+
+
 def decode_canonical(data: bytes, max_bytes: int = 1 << 20) -> Any:
     """Decode and insist the bytes are the canonical encoding of what they decode to."""
     obj = decode(data, max_bytes)

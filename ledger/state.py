@@ -81,7 +81,7 @@ class CommittedState:
         if record is not _MISSING:
             return record
         data = self._store.get(STATE_PREFIX + key)
-        record = None if data is None else decode_record(key, data)
+        record = None if data is None else record_from_wire(key, encoding.decode_stored(data))
         self._make_room()
         self._cache[key] = record
         self._encoded[key] = data

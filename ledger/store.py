@@ -62,6 +62,7 @@ class LevelDBStore:
         import plyvel
 
         self._db = plyvel.DB(path, create_if_missing=True, compression=None, bloom_filter_bits=10)
+        self.get = self._db.get  # type: ignore[method-assign]  # the same read, without a Python frame per call
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
