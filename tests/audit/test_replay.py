@@ -9,7 +9,7 @@ from cli.audit.sources import StoreBlockSource
 from consensus.block_store import BLOCK, CERTIFICATE, h8
 from ledger.crypto import sha256
 from tests.audit.chain import VALIDATORS, ChainBuilder, ListSource, audit_genesis, economy_chain, tampered
-from tests.ledger.helpers import key, signed_tx, transfer_tx
+from tests.ledger.helpers import key, member_add_tx, signed_tx, transfer_tx
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,21 @@ def test_a_forged_signature_is_named_the_same_way_with_one_or_two_processes() ->
     assert outcomes[0] == outcomes[1]
     assert outcomes[0]["divergence"]["height"] == 2
     assert outcomes[0]["divergence"]["check"] == "signature"
+
+
+def test_the_main_process_rebuilds_each_checked_transaction_as_decode_tx_does() -> None:
+    """With a pool, the replay rebuilds a transaction the pool checked from its wire bytes and the
+    pool's hash, without the form checks (`_trusted_tx`): it must be the `Tx` that `decode_tx` gives."""
+    from cli.audit.replay import _trusted_tx
+    from ledger import decode_tx
+
+    raws = [transfer_tx(1, 2, 10, 0), member_add_tx(5, 0), signed_tx("housing_apply", 1, 1, household=2, needs=0)]
+    for raw in raws:
+        tx = decode_tx(raw)
+        rebuilt = _trusted_tx(raw, tx.hash)
+        for name in ("raw", "hash", "body_bytes", "body", "signatures"):
+            assert getattr(rebuilt, name) == getattr(tx, name), name
+            assert type(getattr(rebuilt, name)) is type(getattr(tx, name)), name
 
 
 # tampering with the stored bytes ------------------------------------------------------------------------
