@@ -14,9 +14,9 @@ block wrote. An entry that touches none of them would compute exactly what it di
 remembered writes are applied as they are; the others run again (signatures are cached: nonce and
 balance work), and only if one now writes something else do its keys join the set.
 A block that starts a new period changes every account's settlement, so then every entry runs
-again; so it does when the block's writes are not known. The head record (height and time) is
-written by every block but is not counted while the period stays: the pool checks against the head
-anyway, not against the block that will carry the transaction. The re-check runs in chunks
+again; so it does when the block's writes are not known. The head record (height, time, period)
+is written by every block; a transfer reads it only for the period, so for transfers it does not
+count while the period stays (HEAD_PERIOD_ONLY), while any other type that read it runs again. The re-check runs in chunks
 (`recheck_some`) so a large backlog never holds the event loop for long; admissions wait until it
 is done (`rechecking` is False), since a new transaction must be checked after the older ones it
 may depend on. The proposer takes
@@ -104,7 +104,11 @@ class _Entry:
 
 
 HEAD_KEY = b"c"
-"""The chain head record (height, time, period): see the module docstring for how it is counted."""
+"""The chain head record (height, time, period), written by every block."""
+HEAD_PERIOD_ONLY = frozenset({"transfer"})
+"""Transaction types whose writes depend on the head record through its period alone (settlement),
+never its height or time: while the period stays, a new head does not change what they write.
+Every other type that reads the head runs again after each block (the height it records moved)."""
 
 
 class _ReadTracker:
@@ -310,6 +314,8 @@ class Mempool:
         process_tx(child, tx, self._verified)
         writes = child.changes
         self._overlay.changes.update(writes)
+        if tx.type in HEAD_PERIOD_ONLY:
+            tracker.reads.discard(HEAD_KEY)
         keys = None if tracker.scanned else frozenset(tracker.reads.union(writes))
         return _Entry(tx, size, keys, writes)
 
@@ -337,7 +343,6 @@ class Mempool:
             self._dirty = None
         else:
             self._dirty = set(written)
-            self._dirty.discard(HEAD_KEY)
         self.recheck_some(len(self._recheck) if recheck_now is None else recheck_now)
 
     def recheck_some(self, max_txs: int) -> int:

@@ -181,7 +181,9 @@ class Node:
         """Peer batches on their way through the verifier: (batches, raws sent, results known, the check)."""
         self._submitted_done: asyncio.Future[None] | None = None
         self._arriving: set[bytes] = set()
-        """Hashes of peer transactions received whole and queued for their signature check."""
+        """Hashes of peer transactions received whole and queued for their signature check (at
+        most the mempool's max_txs of them, and max_bytes in all: `_arriving_bytes`)."""
+        self._arriving_bytes = 0
         self._verifier = Verifier(1)
         """Checks peers' gossip, the bulk."""
         self._priority_verifier = Verifier(1)
@@ -607,47 +609,48 @@ class Node:
 
     # transactions ----------------------------------------------------------------------------------
     async def submit_tx(self, raw: bytes) -> bytes:
-        assert self._mempool_ready is not None
-        tx = self.verified.decoded(raw) if isinstance(raw, bytes) else None
-        if tx is None and sha256(raw) not in self.verified:
-            await self._check_submitted(raw)
-            tx = self.verified.decoded(raw)  # None when it did not verify: `add` says why
-        if not self._mempool_ready.is_set():
-            await self._mempool_ready.wait()  # a new transaction is checked after the re-checked ones
-        try:
-            _, tx_hash = self.mempool.add(raw) if tx is None else self.mempool.add_decoded(tx)
-        except MempoolFull as exc:
-            if isinstance(exc, RpcMempoolFull):
-                raise  # node_services re-exports the mempool's exception: nothing to translate
-            raise RpcMempoolFull(exc.message) from None
-        return tx_hash
-
-    async def _check_submitted(self, raw: bytes) -> None:
-        """Signature checks of RPC submissions off the event loop, one verifier call for all the
-        submissions of a loop turn (a JSON-RPC batch arrives as many calls at once). A valid one
-        enters the cache, so `Mempool.add` does not verify again; an invalid one is refused there.
-        Submissions resume in the order they came, so one client's nonces stay in order."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Admit a client's transaction: its hash, or Rejected / MempoolFull. The submissions of one
+        loop turn (a JSON-RPC batch arrives as many calls at once) have their signatures checked in
+        one call to the verifier and are admitted together, after any mempool re-check, in the order
+        they came: one client's consecutive nonces are admitted in order."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         if not self._submitted:
-            asyncio.get_running_loop().call_soon(lambda: self._spawn(self._check_submitted_batch()))
+            asyncio.get_running_loop().call_soon(lambda: self._spawn(self._admit_submitted()))
         self._submitted.append((raw, future))
-        await future
+        return await future
 
-    async def _check_submitted_batch(self) -> None:
+    async def _admit_submitted(self) -> None:
+        assert self._mempool_ready is not None
         batch, self._submitted = self._submitted, []
         previous, done = self._submitted_done, asyncio.get_running_loop().create_future()
         self._submitted_done = done
         try:
-            checked = await self._priority_verifier.check([raw for raw, _ in batch], self.chain_id)
-            for item in checked:
-                if not isinstance(item, Rejected):
-                    self.verified.remember(item)
-        finally:
-            if previous is not None:  # the workers may finish batches out of order: resume in order
+            unchecked = [
+                raw for raw, _ in batch
+                if isinstance(raw, bytes) and self.verified.decoded(raw) is None and sha256(raw) not in self.verified
+            ]
+            if unchecked:
+                for item in await self._priority_verifier.check(unchecked, self.chain_id):
+                    if not isinstance(item, Rejected):
+                        self.verified.remember(item)  # a refused one is refused again by `add`, with its reason
+            if previous is not None:  # the verifier may finish batches out of order: admit in order
                 await asyncio.shield(previous)
+            if not self._mempool_ready.is_set():
+                await self._mempool_ready.wait()  # a new transaction is checked after the re-checked ones
+            for raw, future in batch:  # no await from here on: nothing comes in between
+                if future.done():
+                    continue  # its caller gave up
+                tx = self.verified.decoded(raw) if isinstance(raw, bytes) else None
+                try:
+                    future.set_result((self.mempool.add(raw) if tx is None else self.mempool.add_decoded(tx))[1])
+                except Rejected as exc:
+                    future.set_exception(exc)
+                except MempoolFull as exc:
+                    future.set_exception(exc if isinstance(exc, RpcMempoolFull) else RpcMempoolFull(exc.message))
+        finally:
             for _, future in batch:
                 if not future.done():
-                    future.set_result(None)
+                    future.set_exception(RuntimeError("the submission could not be admitted"))
             done.set_result(None)
 
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
@@ -665,12 +668,17 @@ class Node:
         if not fresh:
             return
         assert self._tx_batches is not None
+        size = sum(map(len, fresh))
+        if len(self._arriving) + len(fresh) > self.mempool.max_txs or self._arriving_bytes + size > self.mempool.max_bytes:
+            self.stats["tx_batches_dropped"] += 1  # more unchecked than the pool could hold: a flood
+            return
         try:
             self._tx_batches.put_nowait((None if peer is None else peer.node_id, fresh, hashes))
         except asyncio.QueueFull:
             self.stats["tx_batches_dropped"] += 1
             return
         self._arriving.update(hashes)
+        self._arriving_bytes += size
 
     def _receive_tx_hashes(self, peer: Peer, payload: Any) -> None:
         """A peer announces transactions it admitted from another peer: note the ones not here, and
@@ -689,8 +697,6 @@ class Node:
     def _fetch_wanted(self) -> None:
         """Ask each announcer for the announced transactions still missing after the delay."""
         self._fetch_scheduled = False
-        self._arriving: set[bytes] = set()
-        """Hashes of peer transactions received whole and queued for their signature check."""
         due = time.monotonic() - TX_FETCH_DELAY_S
         asks: dict[bytes, list[bytes]] = {}
         while self._wanted:
@@ -762,8 +768,9 @@ class Node:
             except Exception:  # never expected; the loop must go on
                 log.exception("admitting checked transactions")
             finally:
-                for _, _, hashes in batches:
+                for _, batch, hashes in batches:
                     self._arriving.difference_update(hashes)
+                    self._arriving_bytes -= sum(map(len, batch))
 
     async def _tx_gossip_loop(self) -> None:
         while True:

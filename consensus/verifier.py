@@ -121,13 +121,15 @@ class Verifier:
         for _ in range(2):
             if self._pool is None:
                 self.start()
-            assert self._pool is not None
+            pool = self._pool
+            assert pool is not None
             try:
-                verdicts = await loop.run_in_executor(self._pool, check_batch, raws, chain_id)
+                verdicts = await loop.run_in_executor(pool, check_batch, raws, chain_id)
                 return _decoded(raws, verdicts)
             except BrokenProcessPool:
-                log.warning("signature worker pool broke; starting it again")
-                self.restarts += 1
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+                if self._pool is pool:  # the first check to see it break replaces it; others retry
+                    log.warning("signature worker pool broke; starting it again")
+                    self.restarts += 1
+                    self._pool = None
+                    pool.shutdown(wait=False)  # its pending checks fail as broken and retry too
         return prevalidate(raws, chain_id)

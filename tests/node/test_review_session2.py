@@ -1,5 +1,5 @@
-"""Review of transaction gossip, the incremental mempool re-check and the signature workers (found in
-review; each test fails on the code as reviewed)."""
+"""Found in review of transaction gossip, the incremental mempool re-check and the signature workers:
+each test failed on the code as reviewed and passes on the fix."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_concurrent_checks_on_a_pool_that_keeps_breaking_all_fall_back_to_this_p
 
 
 def test_a_node_whose_signature_workers_cannot_start_keeps_serving_clients(tmp_path: Path) -> None:
-    """Through the node: two RPC submissions a few loop turns apart are two `_check_submitted_batch`
+    """Through the node: two RPC submissions a few loop turns apart are two `_admit_submitted`
     tasks on the priority verifier; its AttributeError escapes the task and `_task_done` stops the
     node (fatal) instead of the transactions being checked in this process."""
     home = lone_validator_home(tmp_path)
