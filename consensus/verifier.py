@@ -107,6 +107,7 @@ class Verifier:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
             )
+            self._pool.submit(check_batch, [], "")  # start the workers now, not on the first real check
 
     def stop(self) -> None:
         if self._pool is not None:
