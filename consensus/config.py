@@ -65,7 +65,10 @@ class RPCConfig:
 
 @dataclass(frozen=True)
 class ConsensusConfig:
-    timeout_propose_ms: int = 1_000
+    timeout_propose_ms: int = 3_000
+    """As CometBFT's: a proposer that lags its peers (a slow commit, a slow check of a block's
+    signatures) still gets its block in. At 1 s, a lag under load cost a round and a block twice
+    the size. A crashed proposer costs this much per round it holds."""
     timeout_prevote_ms: int = 500
     timeout_precommit_ms: int = 500
     timeout_delta_ms: int = 250
