@@ -260,8 +260,9 @@ class _InlineExecutor(Executor):
 
 
 class _ReplayStore:
-    """The replay's in-memory store: a dict (ledger.store.Store); `count` counts the entries under a
-    prefix without sorting them (`iterate` sorts, as every store iterates in key order)."""
+    """The replay's in-memory store: a dict (ledger.store.Store); `values_of` looks many keys up at
+    once and `count` counts the entries under a prefix without sorting them (`iterate` sorts, as
+    every store iterates in key order)."""
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
@@ -280,6 +281,9 @@ class _ReplayStore:
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for k in sorted(k for k in self._data if k.startswith(prefix)):
             yield k, self._data[k]
+
+    def values_of(self, keys: list[bytes]) -> list[bytes | None]:
+        return list(map(self._data.get, keys))
 
     def count(self, prefix: bytes) -> int:
         return sum(1 for k in self._data if k.startswith(prefix))
@@ -501,16 +505,15 @@ class Replayer:
         compared; on any difference, the merge of both in key order names the first one."""
         store = self.ledger.store
         assert isinstance(store, _ReplayStore)
-        get = store.get
         equal = 0
-        for key, value in self._node_entries:
-            if get(STATE_PREFIX + key) != value:
-                break
-            equal += 1
-        else:
-            if equal == store.count(STATE_PREFIX):
-                return equal
-        return self._first_node_state_difference(node)
+        while chunk := list(itertools.islice(self._node_entries, NODE_STATE_PREFETCH)):
+            keys, values = zip(*chunk)
+            if store.values_of([STATE_PREFIX + k for k in keys]) != list(values):
+                return self._first_node_state_difference(node)
+            equal += len(chunk)
+        if equal != store.count(STATE_PREFIX):
+            return self._first_node_state_difference(node)
+        return equal
 
     def _first_node_state_difference(self, node: NodeStateSource) -> int:
         height = self.ledger.head.height
