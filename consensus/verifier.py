@@ -27,10 +27,9 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 
 from consensus.mempool import prevalidate
-from ledger import Rejected, Tx, decode_tx, encoding
-from ledger.constants import MAX_TX_BYTES
-from ledger.crypto import sha256
+from ledger import Rejected, Tx, decode_tx
 from ledger.errors import Code
+from ledger.tx import trusted_tx
 
 __all__ = ["Verifier", "check_batch"]
 
@@ -64,14 +63,6 @@ def check_batch(raws: list[bytes], chain_id: str) -> list[Verdict]:
 
 def _verdicts(raws: list[bytes], chain_id: str) -> list[Rejected | None]:
     return [exc if isinstance(exc, Rejected) else None for exc in prevalidate(raws, chain_id)]
-
-
-def trusted_tx(raw: bytes) -> Tx:
-    """The `Tx` of bytes a worker has already decoded and checked: parsed again without the form
-    checks of `decode_tx` (canonical re-encoding, field schemas), which passed there and cost most
-    of its time. The same `Tx` as `decode_tx(raw)` (tests/node/test_verifier.py)."""
-    body_bytes, sig_list = encoding.decode(raw, MAX_TX_BYTES)
-    return Tx(raw, sha256(raw), body_bytes, encoding.decode(body_bytes, MAX_TX_BYTES), tuple((pk, sig) for pk, sig in sig_list))
 
 
 def _decoded(raws: list[bytes], verdicts: list[Verdict]) -> list[Tx | Rejected]:

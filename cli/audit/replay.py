@@ -40,8 +40,6 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-import msgpack
-
 from cli.audit.economy import KeyIndex, PeriodSnapshot, take_snapshot
 from cli.audit.sources import BlockSource, BlockUnreadable, NodeStateSource, SourceBlock, StoredBlock, StoredBlockSource
 from consensus.block import GENESIS_PREV_HASH, evidence_root, merkle_root
@@ -54,7 +52,7 @@ from ledger.monetary import compute_period
 from ledger.queries import get_supply
 from ledger.records import Account, Unbonding, Validator
 from ledger.state import STATE_PREFIX
-from ledger.tx import verify_tx_signatures
+from ledger.tx import trusted_tx, verify_tx_signatures
 
 __all__ = ["Divergence", "ReplayResult", "Replayer", "replay", "verify_signature_batch"]
 
@@ -216,22 +214,11 @@ def check_signature_batch(chain_id: str, work: Sequence[BlockWork]) -> list[Chec
 def verify_signature_batch(chain_id: str, work: Sequence[BlockWork]) -> list[Checked | Unreadable]:
     """Runs in a worker: `check_signature_batch`, each checked transaction sent back as its hash
     only (32 bytes through the pipe instead of a pickled `Tx`); the replay rebuilds the `Tx` from
-    the wire bytes (`_trusted_tx`)."""
+    the wire bytes (`ledger.tx.trusted_tx`)."""
     return [
         c._replace(txs=[None if tx is None else tx.hash for tx in c.txs]) if isinstance(c, Checked) else c
         for c in check_signature_batch(chain_id, work)
     ]
-
-
-_unpackb = msgpack.unpackb
-
-
-def _trusted_tx(raw: bytes, tx_hash: bytes) -> Tx:
-    """The `Tx` that `decode_tx(raw)` returned in a worker, whose hash is `tx_hash`: rebuilt
-    without checking the form again (the worker did, on these very bytes). Plain msgpack decodes
-    well-formed bytes to the same values as the ledger's bounded decode."""
-    body_bytes, signatures = _unpackb(raw, use_list=False)
-    return Tx(raw, tx_hash, body_bytes, _unpackb(body_bytes), signatures)
 
 
 def _vote_items(certificate: CommitCertificate) -> list[VoteItem]:
@@ -424,7 +411,7 @@ class Replayer:
                 assert isinstance(block, SourceBlock)
                 for raw, tx in zip(block.txs, checked.txs, strict=True):
                     if tx is not None:
-                        remember(tx if type(tx) is Tx else _trusted_tx(raw, tx))
+                        remember(tx if type(tx) is Tx else trusted_tx(raw, tx))
                 self._replay_block(block, cache, checked.txs_root, checked.votes_ok, result)
             if batch.unreadable is not None:
                 raise _Diverged(batch.unreadable.height, "block unreadable", batch.unreadable.reason)

@@ -58,14 +58,14 @@ def test_a_forged_signature_is_named_the_same_way_with_one_or_two_processes() ->
 
 def test_the_main_process_rebuilds_each_checked_transaction_as_decode_tx_does() -> None:
     """With a pool, the replay rebuilds a transaction the pool checked from its wire bytes and the
-    pool's hash, without the form checks (`_trusted_tx`): it must be the `Tx` that `decode_tx` gives."""
-    from cli.audit.replay import _trusted_tx
+    pool's hash, without the form checks (`ledger.tx.trusted_tx`): it must be the `Tx` that `decode_tx` gives."""
+    from ledger.tx import trusted_tx
     from ledger import decode_tx
 
     raws = [transfer_tx(1, 2, 10, 0), member_add_tx(5, 0), signed_tx("housing_apply", 1, 1, household=2, needs=0)]
     for raw in raws:
         tx = decode_tx(raw)
-        rebuilt = _trusted_tx(raw, tx.hash)
+        rebuilt = trusted_tx(raw, tx.hash)
         for name in ("raw", "hash", "body_bytes", "body", "signatures"):
             assert getattr(rebuilt, name) == getattr(tx, name), name
             assert type(getattr(rebuilt, name)) is type(getattr(tx, name)), name

@@ -7,8 +7,9 @@ import os
 import signal
 
 from consensus.mempool import prevalidate
-from consensus.verifier import Verifier, check_batch, trusted_tx
+from consensus.verifier import Verifier, check_batch
 from ledger import Rejected, Tx, decode_tx
+from ledger.tx import trusted_tx
 from ledger.errors import Code
 from tests.ledger.helpers import CHAIN_ID, member_add_tx, signed_tx, transfer_tx
 
