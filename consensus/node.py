@@ -765,7 +765,9 @@ class Node:
                 for source, batch, _ in batches:
                     checked = [results[raw] for raw in batch if raw in results]
                     self.mempool.add_prevalidated(checked, source=source)
-            except Exception:  # never expected; the loop must go on
+            except (InvariantViolation, ConsensusInvariantViolation):
+                raise  # fatal, as everywhere: the node stops (`_task_done`)
+            except Exception:  # never expected; one batch lost, the loop goes on
                 log.exception("admitting checked transactions")
             finally:
                 for _, batch, hashes in batches:
