@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,35 +17,32 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench-results.json"
 _V: float | None = None
 
 
+def verify_rate(seconds: float, clock: Callable[[], float] = time.perf_counter) -> float:
+    """PyNaCl ed25519 verifications per second of `clock` (wall time by default; give
+    time.process_time for V per CPU second), on transfer-sized messages, over `seconds`."""
+    key = nacl.signing.SigningKey(b"\x07" * 32)
+    verify_key = key.verify_key
+    signed = [(m, key.sign(m).signature) for m in (bytes([i]) * 150 for i in range(64))]
+    count, start = 0, clock()
+    while clock() - start < seconds:
+        for m, sig in signed:
+            verify_key.verify(m, sig)
+        count += len(signed)
+    return count / (clock() - start)
+
+
 def measure_verify_rate(seconds: float = 2.0) -> float:
-    """PyNaCl ed25519 verifications per second on this core, on transfer-sized messages."""
+    """V for the whole run: measured once (over `seconds`), then cached."""
     global _V
     if _V is None:
-        key = nacl.signing.SigningKey(b"\x07" * 32)
-        verify_key = key.verify_key
-        messages = [os.urandom(150) for _ in range(256)]
-        signed = [(m, key.sign(m).signature) for m in messages]
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            for m, s in signed:
-                verify_key.verify(m, s)
-            count += len(signed)
-        _V = count / (time.perf_counter() - start)
+        _V = verify_rate(seconds)
     return _V
 
 
 def measure_verify_rate_now(seconds: float = 0.25) -> float:
     """V over a short window, uncached: paired with the work measured right next to it, so that
     drift in this machine's speed (a shared VM's steal time) cancels out of their ratio."""
-    key = nacl.signing.SigningKey(b"\x07" * 32)
-    verify_key = key.verify_key
-    signed = [(m, key.sign(m).signature) for m in (bytes([i]) * 150 for i in range(64))]
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for m, s in signed:
-            verify_key.verify(m, s)
-        count += len(signed)
-    return count / (time.perf_counter() - start)
+    return verify_rate(seconds)
 
 
 def record(name: str, figures: dict[str, Any]) -> None:

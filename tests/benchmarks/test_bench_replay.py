@@ -15,13 +15,11 @@ import os
 import resource
 import time
 
-import nacl.signing
-
 from cli.audit.replay import replay
 from ledger import BlockInput, LedgerDB, MemoryStore, SignatureCache, decode_tx, make_tx
 from ledger.crypto import Keypair
 from tests.audit.chain import ChainBuilder
-from tests.benchmarks.results import measure_verify_rate, measure_verify_rate_now, record
+from tests.benchmarks.results import measure_verify_rate, measure_verify_rate_now, record, verify_rate
 from tests.ledger.helpers import CHAIN_ID, make_genesis
 
 BLOCK_TXS = 1_000
@@ -70,29 +68,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _verify_rate_cpu(seconds: float = 0.25) -> float:
-    """V per second of this process's CPU time (not wall time): the yardstick of CPU-time figures."""
-    key = nacl.signing.SigningKey(b"\x07" * 32)
-    verify_key = key.verify_key
-    signed = [(m, key.sign(m).signature) for m in (bytes([i]) * 150 for i in range(64))]
-    count, start = 0, time.process_time()
-    while time.process_time() - start < seconds:
-        for m, s in signed:
-            verify_key.verify(m, s)
-        count += len(signed)
-    return count / (time.process_time() - start)
-
-
 def _timed_replay(chain: ChainBuilder, jobs: int) -> dict[str, float]:
     """One replay, its rate as a fraction of 2 x V measured right before and right after it (so
     that drift in a shared machine's speed cancels out of the ratio, as in the ledger benchmark)."""
-    v_before, v_cpu_before = measure_verify_rate_now(), _verify_rate_cpu()
+    v_before, v_cpu_before = measure_verify_rate_now(), verify_rate(0.25, time.process_time)
     start, cpu, pool = time.perf_counter(), time.process_time(), _children_cpu()
     result = replay(chain.source(), jobs=jobs)
     elapsed = time.perf_counter() - start
     cpu, pool = time.process_time() - cpu, _children_cpu() - pool  # the pool's workers are reaped by now
     v = (v_before + measure_verify_rate_now()) / 2
-    v_cpu = (v_cpu_before + _verify_rate_cpu()) / 2
+    v_cpu = (v_cpu_before + verify_rate(0.25, time.process_time)) / 2
     assert result.ok, result.divergence
     bound = max(cpu, (cpu + pool) / 2)
     return {
