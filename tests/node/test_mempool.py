@@ -19,6 +19,14 @@ def make_pool(**bounds: int) -> tuple[Mempool, SignatureCache]:
     return Mempool(ledger, cache, **bounds), cache
 
 
+def commit_block(pool: Mempool, cache: SignatureCache, block: BlockInput, recheck_now: int | None = None, incremental: bool = False) -> None:
+    """Execute and commit `block` on the pool's ledger, then tell the pool; with `incremental`,
+    the block's written keys too (as the node does)."""
+    executed = pool._ledger.execute(block, cache)
+    pool._ledger.commit(executed)
+    pool.update([tx.hash for tx in executed.txs], recheck_now=recheck_now, written=executed.encoded if incremental else None)
+
+
 def test_add_admits_valid_transaction_and_caches_signature() -> None:
     pool, cache = make_pool()
     result, tx_hash = pool.add(transfer_tx(1, 2, 10, 0))
@@ -89,28 +97,22 @@ def test_reap_returns_oldest_first_within_bounds() -> None:
 
 def test_update_removes_committed_and_rechecks_the_rest() -> None:
     pool, cache = make_pool()
-    ledger = pool._ledger
     first, second = transfer_tx(1, 2, 1, 0), transfer_tx(1, 2, 1, 1)
     pool.add(first)
     pool.add(second)
     # Another proposer's block spends nonce 1 differently: our `second` is now stale.
     other = transfer_tx(1, 2, 7, 1)
-    executed = ledger.execute(BlockInput(1, PERIOD_MS, (first, other)), cache)
-    ledger.commit(executed)
-    pool.update([tx.hash for tx in executed.txs])
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (first, other)))
     assert len(pool) == 0 and pool.size_bytes == 0
     assert pool.add(transfer_tx(1, 2, 1, 2))[0] is AddResult.ADDED
 
 
 def test_update_keeps_transactions_that_still_apply() -> None:
     pool, cache = make_pool()
-    ledger = pool._ledger
     a, b = transfer_tx(1, 2, 1, 0), transfer_tx(2, 1, 1, 0)
     pool.add(a)
     pool.add(b)
-    executed = ledger.execute(BlockInput(1, PERIOD_MS, (a,)), cache)
-    ledger.commit(executed)
-    pool.update([executed.txs[0].hash])
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (a,)))
     assert pool.reap(10, 1 << 20) == [b]
 
 
@@ -160,27 +162,21 @@ def test_client_future_nonce_is_refused_not_parked() -> None:
 
 def test_parked_transaction_is_admitted_after_a_commit() -> None:
     pool, cache = make_pool()
-    ledger = pool._ledger
     n0, n1 = transfer_tx(1, 2, 1, 0), transfer_tx(1, 2, 1, 1)
     pool.add_prevalidated(prevalidate([n1], CHAIN_ID))
-    executed = ledger.execute(BlockInput(1, PERIOD_MS, (n0,)), cache)  # n0 came in another's block
-    ledger.commit(executed)
-    pool.update([executed.txs[0].hash])
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (n0,)))  # n0 came in another's block
     assert pool.reap(10, 1 << 20) == [n1]
 
 
 def test_recheck_in_chunks_keeps_order_and_drops_what_no_longer_applies() -> None:
     pool, cache = make_pool()
-    ledger = pool._ledger
     mine = [transfer_tx(1, 2, 1, n) for n in range(4)]
     theirs = [transfer_tx(2, 1, 1, n) for n in range(3)]
     for raw in (mine[0], theirs[0], mine[1], theirs[1], mine[2], theirs[2], mine[3]):
         pool.add(raw)
     # Another block spends account 2's nonce 0 differently: our theirs[0] goes stale.
     other = transfer_tx(2, 1, 5, 0)
-    executed = ledger.execute(BlockInput(1, PERIOD_MS, (mine[0], other)), cache)
-    ledger.commit(executed)
-    pool.update([tx.hash for tx in executed.txs], recheck_now=0)
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (mine[0], other)), recheck_now=0)
     assert pool.rechecking and len(pool) == 6
     # The proposer may take queued ones too (its block build re-applies each).
     assert pool.reap(10, 1 << 20) == [theirs[0], mine[1], theirs[1], mine[2], theirs[2], mine[3]]
@@ -195,13 +191,10 @@ def test_recheck_in_chunks_keeps_order_and_drops_what_no_longer_applies() -> Non
 
 def test_admission_during_a_recheck_finishes_it_first() -> None:
     pool, cache = make_pool()
-    ledger = pool._ledger
     a0, a1 = transfer_tx(1, 2, 1, 0), transfer_tx(1, 2, 1, 1)
     pool.add(a0)
     pool.add(a1)
-    executed = ledger.execute(BlockInput(1, PERIOD_MS, (a0,)), cache)
-    ledger.commit(executed)
-    pool.update([executed.txs[0].hash], recheck_now=0)
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (a0,)), recheck_now=0)
     assert pool.rechecking
     pool.add(transfer_tx(1, 2, 1, 2))  # depends on a1, still queued
     assert not pool.rechecking and len(pool) == 2
@@ -277,22 +270,15 @@ def _sender_of(raw: bytes) -> int:
 
 def test_entries_a_block_does_not_touch_are_kept_without_running_them() -> None:
     pool, cache = make_pool()
-    ledger = pool._ledger
     mine = [transfer_tx(1, 2, 1, n) for n in range(3)]
     for raw in mine:
         pool.add(raw)
-    executed = ledger.execute(BlockInput(1, 1, ()), cache)  # an empty block writes only the head
-    ledger.commit(executed)
-    pool.update([], written=executed.encoded)
+    commit_block(pool, cache, BlockInput(1, 1, ()), incremental=True)  # an empty block writes only the head
     assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 0
-    executed = ledger.execute(BlockInput(2, 2, (mine[0],)), cache)  # writes accounts 1 and 2
-    ledger.commit(executed)
-    pool.update([tx.hash for tx in executed.txs], written=executed.encoded)
+    commit_block(pool, cache, BlockInput(2, 2, (mine[0],)), incremental=True)  # writes accounts 1 and 2
     assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 2
     assert pool.reap(10, 1 << 20) == mine[1:]
-    executed = ledger.execute(BlockInput(3, PERIOD_MS, ()), cache)  # a new period: all run again
-    ledger.commit(executed)
-    pool.update([], written=executed.encoded)
+    commit_block(pool, cache, BlockInput(3, PERIOD_MS, ()), incremental=True)  # a new period: all run again
     assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 4
 
 
@@ -334,8 +320,6 @@ def test_a_rerun_that_writes_what_it_wrote_before_stops_the_cascade() -> None:
     chain = [transfer_tx(i, i + 1, 10, 0) for i in range(1, 5)]
     for raw in chain:
         pool.add(raw)
-    executed = ledger.execute(BlockInput(1, 1, (chain[0],)), cache)
-    ledger.commit(executed)
-    pool.update([executed.txs[0].hash], written=executed.encoded)
+    commit_block(pool, cache, BlockInput(1, 1, (chain[0],)), incremental=True)
     assert pool.stats["rerun_on_recheck"] == 1 and pool.stats["kept_on_recheck"] == 2
     assert pool.reap(10, 1 << 20) == chain[1:]
