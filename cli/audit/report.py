@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.audit.economy import PeriodSnapshot
 from cli.audit.replay import ReplayResult
 from cli.output import format_coins, format_time_ms
 
@@ -36,6 +37,11 @@ class Table:
         return [r[i] for r in self.rows]
 
 
+def _per_period(name: str, title: str, columns: tuple[str, ...], snapshots: list[PeriodSnapshot]) -> Table:
+    """A table whose columns are fields of the period snapshots, by the same names."""
+    return Table(name, title, columns, [tuple(getattr(s, c) for c in columns) for s in snapshots])
+
+
 def series_tables(result: ReplayResult) -> dict[str, Table]:
     """The report's series, by name (also the CSV file names)."""
     p = result.periods
@@ -46,29 +52,21 @@ def series_tables(result: ReplayResult) -> dict[str, Table]:
             ("period", "last_height", "last_block_time_ms", "blocks", "txs"),
             [(s.period, s.height, s.time_ms, s.blocks, s.txs) for s in p],
         ),
-        Table(
+        _per_period(
             "supply",
             "Supply composition at the end of each period (base units)",
             ("period", "height", "circulating", "commons_pool", "ubi_reserve", "bonded", "total_supply"),
-            [(s.period, s.height, s.circulating, s.commons_pool, s.ubi_reserve, s.bonded, s.total_supply) for s in p],
+            p,
         ),
-        Table(
-            "gini",
-            "Gini coefficient of member balances (settled to the end of each period)",
-            ("period", "members", "member_balances", "gini"),
-            [(s.period, s.members, s.member_balances, s.gini) for s in p],
+        _per_period("gini", "Gini coefficient of member balances (settled to the end of each period)", ("period", "members", "member_balances", "gini"), p),
+        _per_period(
+            "ubi", "UBI per member per period, and UBI credited to accounts in the period", ("period", "ubi_per_member", "ubi_member_count", "ubi_paid"), p
         ),
-        Table(
-            "ubi",
-            "UBI per member per period, and UBI credited to accounts in the period",
-            ("period", "ubi_per_member", "ubi_member_count", "ubi_paid"),
-            [(s.period, s.ubi_per_member, s.ubi_member_count, s.ubi_paid) for s in p],
-        ),
-        Table(
+        _per_period(
             "demurrage",
             "Demurrage collected per period (when accounts settle), housing usage fees, stake slashed",
             ("period", "demurrage_collected", "usage_fees", "slashed"),
-            [(s.period, s.demurrage_collected, s.usage_fees, s.slashed) for s in p],
+            p,
         ),
         Table(
             "quotas",
