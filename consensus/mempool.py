@@ -15,11 +15,11 @@ remembered writes are applied as they are; the others run again (signatures are 
 balance work), and only if one now writes something else do its keys join the set.
 A block that starts a new period changes every account's settlement, so then every entry runs
 again; so it does when the block's writes are not known. The head record (height, time, period)
-is written by every block; a transfer reads it only for the period, so for transfers it does not
-count while the period stays (HEAD_PERIOD_ONLY), while any other type that read it runs again. The re-check runs in chunks
-(`recheck_some`) so a large backlog never holds the event loop for long; admissions wait until it
-is done (`rechecking` is False), since a new transaction must be checked after the older ones it
-may depend on. The proposer takes
+is written by every block; the types the ledger names in HEAD_PERIOD_ONLY_TYPES (transfers) read
+it only for the period, so for them it does not count while the period stays, while any other type
+that read it runs again. The re-check runs in chunks (`recheck_some`) so a large backlog never
+holds the event loop for long; admissions wait until it is done (`rechecking` is False), since a
+new transaction must be checked after the older ones it may depend on. The proposer takes
 `reap(max_txs, max_bytes)`: the oldest first, re-checked or not (the proposer's `LedgerDB.build`
 applies each candidate to the block's state and skips any that fail).
 
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
+from ledger.transition import HEAD_PERIOD_ONLY_TYPES
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
 from ledger.tx import verify_tx_signatures
@@ -105,10 +106,6 @@ class _Entry:
 
 HEAD_KEY = b"c"
 """The chain head record (height, time, period), written by every block."""
-HEAD_PERIOD_ONLY = frozenset({"transfer"})
-"""Transaction types whose writes depend on the head record through its period alone (settlement),
-never its height or time: while the period stays, a new head does not change what they write.
-Every other type that reads the head runs again after each block (the height it records moved)."""
 
 
 class _ReadTracker:
@@ -314,7 +311,7 @@ class Mempool:
         process_tx(child, tx, self._verified)
         writes = child.changes
         self._overlay.changes.update(writes)
-        if tx.type in HEAD_PERIOD_ONLY:
+        if tx.type in HEAD_PERIOD_ONLY_TYPES:
             tracker.reads.discard(HEAD_KEY)
         keys = None if tracker.scanned else frozenset(tracker.reads.union(writes))
         return _Entry(tx, size, keys, writes)

@@ -73,6 +73,12 @@ TX_PROCESSORS: dict[str, Callable[[State, Tx], None]] = {
 }
 check_invariant(TX_PROCESSORS.keys() == TX_SCHEMAS.keys(), "every transaction type has a schema and a processor")
 
+HEAD_PERIOD_ONLY_TYPES = frozenset({"transfer"})
+"""Transaction types whose processing reads the chain head for its period alone (settlement), never
+its height or time: applied to two states that differ only in the head's height and time, they
+write the same. The mempool relies on it to keep such transactions across a block of the same
+period without running them again (tests/ledger/test_process_tx.py pins it)."""
+
 
 def process_tx(
     state: State, tx_or_raw: bytes | Tx, verified: SignatureCache | None = None, chain_id: str | None = None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from unittest import mock
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ledger import LedgerDB, MemoryStore, SignatureCache, decode_tx, process_tx
 from ledger import transition
-from tests.ledger.helpers import make_genesis, transfer_tx
+from tests.ledger.helpers import PERIOD_MS, make_genesis, transfer_tx
 
 
 def test_decoded_and_raw_transactions_apply_identically() -> None:
@@ -44,3 +47,31 @@ def test_the_cache_is_bounded() -> None:
     assert len(cache) <= 10
     assert len(cache._decoded) <= 4
     assert cache.decoded(transfer_tx(1, 2, 10, 11)) is not None  # the newest are kept
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    period=st.integers(0, 4),
+    heights=st.tuples(st.integers(1, 10**6), st.integers(1, 10**6)),
+    amount=st.integers(1, 2_000),
+    recipient=st.sampled_from([2, 3, 9]),  # a member, a plain account, an address never seen
+)
+def test_head_period_only_types_write_the_same_whatever_the_heads_height_and_time(
+    period: int, heights: tuple[int, int], amount: int, recipient: int
+) -> None:
+    """HEAD_PERIOD_ONLY_TYPES (the mempool's incremental re-check rests on it): a transfer applied
+    on heads that differ only in height and time, in the same period, writes the same, whether its
+    accounts are settled already or behind by several periods (demurrage and UBI to settle)."""
+    from ledger.records import ChainHead
+    from ledger.transition import HEAD_PERIOD_ONLY_TYPES
+
+    assert HEAD_PERIOD_ONLY_TYPES == {"transfer"}
+    db = LedgerDB(MemoryStore(), make_genesis({1: 10**6, 2: 10**5, 3: 0}, members=(1, 2)))
+    raw = transfer_tx(1, recipient, amount, 0)
+    writes = []
+    for height in heights:
+        state = db.view()
+        state.set_head(ChainHead(height, period * PERIOD_MS + height % PERIOD_MS, period))
+        process_tx(state, raw)
+        writes.append({k: v for k, v in state.changes.items() if k != b"c"})
+    assert writes[0] == writes[1]
