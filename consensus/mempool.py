@@ -30,9 +30,9 @@ A client's own submission with a future nonce is refused instead: the client sho
 `drain_added` hands the node every admitted transaction once, to gossip, with the peer it came from
 (None: a client of this node), so the node never sends a transaction back where it came from.
 
-Signature checks are the expensive part; `prevalidate` does decode and signature verification with
-no state, so the node can run it off the event loop on batches, and `add` then finds the hashes in
-the cache.
+Signature checks are the expensive part: the node has them done in its verifier processes
+(consensus/verifier.py, `prevalidate`), on batches, and `add_prevalidated` or `add` then find the
+hashes in the cache.
 """
 
 from __future__ import annotations
@@ -44,12 +44,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
-from ledger.transition import HEAD_PERIOD_ONLY_TYPES
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
-from ledger.tx import verify_tx_signatures
+from ledger.transition import HEAD_PERIOD_ONLY_TYPES
 
-__all__ = ["Added", "AddResult", "Mempool", "MempoolFull", "prevalidate"]
+__all__ = ["Added", "AddResult", "Mempool", "MempoolFull"]
 
 REJECTED_MEMORY = 10_000
 PARKED_MAX = 10_000
@@ -132,23 +131,6 @@ class _ReadTracker:
 def _next_nonce(state: State, sender: bytes) -> int:
     account = state.get_account(sender)
     return 0 if account is None else account.nonce
-
-
-def prevalidate(raws: Iterable[bytes], chain_id: str) -> list[Tx | Rejected]:
-    """Decode and verify signatures, without state; it touches no shared object, so the verifier
-    processes run it (consensus/verifier.py). The caller remembers the returned `Tx`s in the
-    SignatureCache."""
-    out: list[Tx | Rejected] = []
-    for raw in raws:
-        try:
-            tx = decode_tx(raw)
-            if tx.body["chain"] != chain_id:
-                raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {tx.body['chain']!r}, this is {chain_id!r}")
-            verify_tx_signatures(tx, chain_id)
-            out.append(tx)
-        except Rejected as exc:
-            out.append(exc)
-    return out
 
 
 class Mempool:

@@ -26,12 +26,11 @@ import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
-from consensus.mempool import prevalidate
 from ledger import Rejected, Tx, decode_tx
 from ledger.errors import Code
-from ledger.tx import trusted_tx
+from ledger.tx import trusted_tx, verify_tx_signatures
 
-__all__ = ["Verifier", "check_batch"]
+__all__ = ["Verifier", "check_batch", "prevalidate"]
 
 log = logging.getLogger("hearth.verifier")
 
@@ -54,6 +53,22 @@ def _watch_parent(parent_pid: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="hearth-verifier-watch", daemon=True).start()
+
+
+def prevalidate(raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+    """Decode and verify signatures, without state (what a worker runs; also the fallback in this
+    process). The caller remembers the returned `Tx`s in its SignatureCache."""
+    out: list[Tx | Rejected] = []
+    for raw in raws:
+        try:
+            tx = decode_tx(raw)
+            if tx.body["chain"] != chain_id:
+                raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {tx.body['chain']!r}, this is {chain_id!r}")
+            verify_tx_signatures(tx, chain_id)
+            out.append(tx)
+        except Rejected as exc:
+            out.append(exc)
+    return out
 
 
 def check_batch(raws: list[bytes], chain_id: str) -> list[Verdict]:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.mempool import AddResult, Mempool, MempoolFull, prevalidate
+from consensus.mempool import AddResult, Mempool, MempoolFull
+from consensus.verifier import prevalidate
 from ledger import BlockInput, Rejected, SignatureCache, decode_tx
 from ledger.records import account_key
 from ledger.errors import Code

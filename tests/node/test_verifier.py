@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 
-from consensus.mempool import prevalidate
+from consensus.verifier import prevalidate
 from consensus.verifier import Verifier, check_batch
 from ledger import Rejected, Tx, decode_tx
 from ledger.tx import trusted_tx
