@@ -27,7 +27,6 @@ from consensus.evidence import DuplicateVoteEvidence
 from consensus.types import validate_chain_id
 from ledger.constants import MAX_TX_BYTES, MAX_TXS_PER_BLOCK
 from ledger.crypto import sha256
-from ledger.encoding import encode
 
 __all__ = [
     "Header",
