@@ -189,7 +189,7 @@ class Node:
         self._priority_verifier = Verifier(1)
         """Checks what someone waits on: a proposed block's unseen transactions, clients' submissions."""
         self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
-        self._submitted: list[tuple[bytes, asyncio.Future[None]]] = []  # RPC submissions awaiting one batched check
+        self._submitted: list[tuple[list[bytes], asyncio.Future[list[bytes | Exception]]]] = []  # RPC submissions awaiting one batched check
         self._applying_sync = False
         self._last_progress: tuple[int, int, int] = (0, 0, 0)
         self._fatal: BaseException | None = None
@@ -609,14 +609,22 @@ class Node:
 
     # transactions ----------------------------------------------------------------------------------
     async def submit_tx(self, raw: bytes) -> bytes:
-        """Admit a client's transaction: its hash, or Rejected / MempoolFull. The submissions of one
-        loop turn (a JSON-RPC batch arrives as many calls at once) have their signatures checked in
-        one call to the verifier and are admitted together, after any mempool re-check, in the order
-        they came: one client's consecutive nonces are admitted in order."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        """Admit a client's transaction: its hash, or raises Rejected / MempoolFull."""
+        (result,) = await self.submit_txs([raw])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def submit_txs(self, raws: list[bytes]) -> list[bytes | Exception]:
+        """Admit a client's transactions, in order: for each its hash, or the Rejected /
+        MempoolFull that refused it. The submissions of one loop turn (a JSON-RPC batch, or many
+        single calls at once) have their signatures checked in one call to the verifier and are
+        admitted together, after any mempool re-check, in the order they came: one client's
+        consecutive nonces are admitted in order."""
+        future: asyncio.Future[list[bytes | Exception]] = asyncio.get_running_loop().create_future()
         if not self._submitted:
             asyncio.get_running_loop().call_soon(lambda: self._spawn(self._admit_submitted()))
-        self._submitted.append((raw, future))
+        self._submitted.append((raws, future))
         return await future
 
     async def _admit_submitted(self) -> None:
@@ -626,7 +634,7 @@ class Node:
         self._submitted_done = done
         try:
             unchecked = [
-                raw for raw, _ in batch
+                raw for raws, _ in batch for raw in raws
                 if isinstance(raw, bytes) and self.verified.decoded(raw) is None and sha256(raw) not in self.verified
             ]
             if unchecked:
@@ -637,21 +645,23 @@ class Node:
                 await asyncio.shield(previous)
             if not self._mempool_ready.is_set():
                 await self._mempool_ready.wait()  # a new transaction is checked after the re-checked ones
-            for raw, future in batch:  # no await from here on: nothing comes in between
-                if future.done():
-                    continue  # its caller gave up
-                tx = self.verified.decoded(raw) if isinstance(raw, bytes) else None
-                try:
-                    future.set_result((self.mempool.add(raw) if tx is None else self.mempool.add_decoded(tx))[1])
-                except Rejected as exc:
-                    future.set_exception(exc)
-                except MempoolFull as exc:
-                    future.set_exception(exc if isinstance(exc, RpcMempoolFull) else RpcMempoolFull(exc.message))
+            for raws, future in batch:  # no await from here on: nothing comes in between
+                if not future.done():  # else its caller gave up
+                    future.set_result([self._admit_one(raw) for raw in raws])
         finally:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(RuntimeError("the submission could not be admitted"))
             done.set_result(None)
+
+    def _admit_one(self, raw: bytes) -> bytes | Exception:
+        tx = self.verified.decoded(raw) if isinstance(raw, bytes) else None
+        try:
+            return (self.mempool.add(raw) if tx is None else self.mempool.add_decoded(tx))[1]
+        except Rejected as exc:
+            return exc
+        except MempoolFull as exc:
+            return exc if isinstance(exc, RpcMempoolFull) else RpcMempoolFull(exc.message)
 
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
         if not isinstance(payload, list) or not all(isinstance(raw, bytes) for raw in payload):

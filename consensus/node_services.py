@@ -69,6 +69,11 @@ class NodeServices(Protocol):
         """
         ...
 
+    async def submit_txs(self, raws: list[bytes]) -> list[bytes | Exception]:
+        """`submit_tx` for many at once, in order: for each its hash or the Rejected / MempoolFull
+        that refused it (the JSON-RPC server's path for a batch of submit_tx calls)."""
+        ...
+
     async def wait_for_tx(self, tx_hash: bytes, timeout_s: float) -> TxResult | None:
         """The transaction's result once committed, or None if it is not committed within timeout_s.
 

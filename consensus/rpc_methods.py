@@ -516,3 +516,26 @@ async def call_method(ctx: CallContext, name: str, params: Mapping[str, Any]) ->
         raise RpcError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, str(exc)) from None
     except asyncio.TimeoutError:
         raise RpcError(ErrorCode.INTERNAL_ERROR, f"{name} did not finish within {method.timeout_s} s") from None
+
+
+async def call_submit_txs(ctx: CallContext, raws: list[bytes]) -> list[Any]:
+    """Many `submit_tx` calls (their params parsed already) in one node call: for each, the result
+    `call_method` would give, or the RpcError it would raise, in order."""
+    method = METHODS["submit_tx"]
+    try:
+        async with asyncio.timeout(method.timeout_s):
+            outcomes = await ctx.node.submit_txs(raws)
+    except asyncio.TimeoutError:
+        error = RpcError(ErrorCode.INTERNAL_ERROR, f"submit_tx did not finish within {method.timeout_s} s")
+        return [error] * len(raws)
+    return [_submit_answer(outcome) for outcome in outcomes]
+
+
+def _submit_answer(outcome: bytes | Exception) -> Any:
+    if isinstance(outcome, bytes):
+        return {"hash": outcome.hex()}
+    if isinstance(outcome, Rejected):
+        return RpcError(outcome.code.number, outcome.message, outcome.to_dict())
+    if isinstance(outcome, MempoolFull):
+        return RpcError(outcome.number, outcome.message, outcome.to_dict())
+    raise outcome

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from consensus.node_services import BlockFeed, MempoolFull, TxResult, tx_addresses
 from consensus.rpc_server import RpcConfig, RpcServer
-from ledger import BlockInput, Genesis, LedgerDB, MemoryStore, SignatureCache, process_tx
+from ledger import BlockInput, Genesis, LedgerDB, MemoryStore, Rejected, SignatureCache, process_tx
 from ledger.constants import UNITS_PER_COIN
 from ledger.crypto import sha256
 from ledger.encoding import encode
@@ -64,6 +64,15 @@ class FakeNode:
         elif self.commit == "soon":
             asyncio.get_running_loop().call_soon(self.commit_pending)
         return tx.hash
+
+    async def submit_txs(self, raws: list[bytes]) -> list[bytes | Exception]:
+        out: list[bytes | Exception] = []
+        for raw in raws:
+            try:
+                out.append(await self.submit_tx(raw))
+            except (Rejected, MempoolFull) as exc:
+                out.append(exc)
+        return out
 
     async def wait_for_tx(self, tx_hash: bytes, timeout_s: float) -> TxResult | None:
         if tx_hash in self.txs:

@@ -9,6 +9,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consensus.rpc_methods import ErrorCode
 from consensus.rpc_server import RateLimiter, RpcConfig
@@ -84,6 +86,52 @@ def test_batch_answers_each_call_in_order_and_skips_notifications(served: Served
     assert answers[3]["id"] == 9 and answers[3]["result"]["balance"] == 50 * COIN
     status, answer = post_json(served, [{"jsonrpc": "2.0", "method": "status"}] * 3)
     assert (status, answer) == (204, None)
+
+
+def _submit_call(kind: str, position: int) -> dict[str, Any]:
+    """One submit_tx call of a batch, of the given kind (the nonce follows the position, so some
+    are next in line, some ahead, some repeated)."""
+    call: dict[str, Any] = {"jsonrpc": "2.0", "id": position, "method": "submit_tx"}
+    nonce = position % 3
+    if kind == "ok":
+        call["params"] = {"tx": transfer_tx(1, 2, COIN, nonce).hex()}
+    elif kind == "notification":
+        del call["id"]
+        call["params"] = {"tx": transfer_tx(1, 2, COIN, nonce).hex()}
+    elif kind == "overdraft":
+        call["params"] = {"tx": transfer_tx(2, 1, 10**6 * COIN, 0).hex()}
+    elif kind == "bad_signature":
+        raw = bytearray(transfer_tx(1, 2, COIN, nonce))
+        raw[-1] ^= 1
+        call["params"] = {"tx": bytes(raw).hex()}
+    elif kind == "not_hex":
+        call["params"] = {"tx": "zz"}
+    elif kind == "unknown_param":
+        call["params"] = {"tx": transfer_tx(1, 2, COIN, nonce).hex(), "fee": 1}
+    elif kind == "bad_id":
+        call["id"] = {"a": 1}
+        call["params"] = {"tx": transfer_tx(1, 2, COIN, nonce).hex()}
+    elif kind == "bad_version":
+        call["jsonrpc"] = "1.0"
+    return call
+
+
+CALL_KINDS = ("ok", "notification", "overdraft", "bad_signature", "not_hex", "unknown_param", "bad_id", "bad_version")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(CALL_KINDS), min_size=2, max_size=12))
+def test_a_batch_of_submit_tx_answers_as_its_calls_one_by_one(kinds: list[str]) -> None:
+    """A batch of submit_tx calls only takes the server's batch path (one node call for all); its
+    answers, and the transactions admitted, are those of the same calls sent one at a time."""
+    batch = [_submit_call(kind, position) for position, kind in enumerate(kinds)]
+    with ServedNode(rpc_genesis(), commit="manual") as together, ServedNode(rpc_genesis(), commit="manual") as alone:
+        status, answers = post_json(together, batch)
+        one_by_one = [post_json(alone, call) for call in batch]
+        expected = [answer for _, answer in one_by_one if answer is not None]
+        assert status == (200 if expected else 204)
+        assert (answers or []) == expected
+        assert together.run(lambda: list(together.node.pending)) == alone.run(lambda: list(alone.node.pending))
 
 
 def test_batch_size_is_bounded(served: ServedNode) -> None:
@@ -164,6 +212,21 @@ def test_in_flight_bound_answers_busy() -> None:
         busy, committed = served.run_async(scenario())
         assert busy["id"] == 2 and error_code(busy) == ErrorCode.UNAVAILABLE
         assert committed["id"] == 1 and committed["result"]["hash"] == sha256(raw).hex()
+
+
+def test_in_flight_bound_holds_for_a_batch_of_submissions() -> None:
+    """The batch path counts each submit_tx call against max_in_flight, as if each ran alone: the
+    calls past the bound are answered busy and not admitted."""
+    config = RpcConfig(port=0, rate_per_s=1e6, rate_burst=1e6, max_in_flight=2)
+    with ServedNode(rpc_genesis(), config=config, commit="manual") as served:
+        raws = [transfer_tx(1, 2, COIN, nonce) for nonce in range(4)]
+        batch = [{"jsonrpc": "2.0", "id": i, "method": "submit_tx", "params": {"tx": raw.hex()}} for i, raw in enumerate(raws)]
+        status, answers = post_json(served, batch)
+        assert status == 200
+        assert [a["result"]["hash"] for a in answers[:2]] == [sha256(raw).hex() for raw in raws[:2]]
+        assert [error_code(a) for a in answers[2:]] == [ErrorCode.UNAVAILABLE] * 2
+        assert served.run(lambda: list(served.node.pending)) == raws[:2]
+        assert served.server.in_flight == 0
 
 
 # websocket ------------------------------------------------------------------------------------------

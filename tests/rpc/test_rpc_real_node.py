@@ -133,6 +133,29 @@ def test_websocket_subscriptions(network: Network, client: RpcClient) -> None:
     assert tx_note["params"]["result"]["hash"] == sha256(raw).hex()
 
 
+def test_a_batch_of_submissions_is_admitted_in_order(network: Network, client: RpcClient) -> None:
+    """A batch of submit_tx calls (the node admits it as one): one sender's consecutive nonces in
+    one batch are all admitted, in order; a repeat answers its hash again; each refusal is that
+    call's own error, with its ledger code."""
+    base = f"http://127.0.0.1:{network.rpc_ports[0]}/"
+    nonce = client.call("account", address=addr(2))["nonce"]
+    chain = [transfer_tx(2, 1, 100 + i, nonce + i) for i in range(3)]
+    tampered = bytearray(transfer_tx(1, 2, 5, 99))
+    tampered[-1] ^= 1
+    raws = [*chain, chain[0], transfer_tx(2, 1, 1, nonce + 9), bytes(tampered)]
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "submit_tx", "params": {"tx": raw.hex()}} for i, raw in enumerate(raws)]
+    status, answers = post_raw(base, json.dumps(batch).encode())
+    assert status == 200 and [a["id"] for a in answers] == list(range(len(raws)))
+    assert [a["result"]["hash"] for a in answers[:4]] == [sha256(raw).hex() for raw in raws[:4]]
+    assert answers[4]["error"]["data"]["code"] == "NONCE_FUTURE", answers[4]
+    assert answers[5]["error"]["data"]["code"] == "BAD_SIGNATURE", answers[5]
+    following = transfer_tx(2, 1, 1, nonce + 3)
+    committed = client.call("submit_tx_commit", tx=following.hex(), timeout_ms=30_000)
+    assert committed["hash"] == sha256(following).hex()
+    for raw in chain:
+        assert client.call("tx", hash=sha256(raw).hex())["height"] <= committed["height"]
+
+
 def test_malformed_input_leaves_the_node_committing(network: Network, client: RpcClient) -> None:
     base = f"http://127.0.0.1:{network.rpc_ports[0]}/"
     for body in (b"{", b"[" * 100_000, b"9" * 5000, b"[]", b'{"jsonrpc":"2.0","id":1,"method":"account","params":{"address":1e999}}', b" " * (2 << 20)):
