@@ -53,9 +53,9 @@ def test_a_killed_worker_is_replaced_and_the_batch_still_checked() -> None:
         verifier.start()
         try:
             await verifier.check(raws[:1], CHAIN_ID)  # the worker is up
-            pool = verifier._pool
-            assert pool is not None
-            for pid in list(pool._processes):  # killed from outside, as an operator's mistake might
+            pids = verifier.pids()
+            assert pids
+            for pid in pids:  # killed from outside, as an operator's mistake might
                 os.kill(pid, signal.SIGKILL)
             checked = await verifier.check(raws, CHAIN_ID)
             return checked, verifier.restarts
@@ -65,6 +65,35 @@ def test_a_killed_worker_is_replaced_and_the_batch_still_checked() -> None:
     checked, restarts = asyncio.run(main())
     assert restarts >= 1
     assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
+
+
+def test_a_worker_killed_mid_batch_has_its_batch_rerun() -> None:
+    """The batch in flight when its worker dies is checked again on a new worker; the caller sees
+    only the verdicts. Then `stop` leaves no worker running."""
+    raws = [transfer_tx(1, 2, 5, n) for n in range(3000)] + batch()  # long enough to be caught mid-check
+
+    async def main() -> tuple[list[Tx | Rejected], int, list[int]]:
+        verifier = Verifier(workers=1)
+        verifier.start()
+        try:
+            await verifier.check(raws[:1], CHAIN_ID)
+            (victim,) = verifier._pool
+            pending = asyncio.ensure_future(verifier.check(raws, CHAIN_ID))
+            for _ in range(1000):  # loop turns until the batch is written to the worker
+                if victim.in_flight:
+                    break
+                await asyncio.sleep(0)
+            assert victim.in_flight == 1
+            os.kill(victim.process.pid, signal.SIGKILL)
+            checked = await asyncio.wait_for(pending, 60)
+            return checked, verifier.restarts, verifier.pids()
+        finally:
+            verifier.stop()
+
+    checked, restarts, pids = asyncio.run(main())
+    assert restarts == 1
+    assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
+    assert pids and not any(os.path.exists(f"/proc/{pid}") for pid in pids), "stop left a worker running"
 
 
 def test_trusted_parse_gives_the_very_tx_decode_gives() -> None:
@@ -92,7 +121,7 @@ def test_workers_exit_when_their_node_is_killed(tmp_path) -> None:  # type: igno
         "from consensus.verifier import Verifier\n"
         "async def main():\n"
         "    v = Verifier(workers=1); v.start(); await v.check([b'x'], 'c')\n"
-        "    print(' '.join(str(p) for p in v._pool._processes), flush=True)\n"
+        "    print(' '.join(str(p) for p in v.pids()), flush=True)\n"
         "    await asyncio.sleep(60)\n"
         "asyncio.run(main())\n"
     )
