@@ -86,7 +86,7 @@ def node_start(home_dir: Path, log_level: str, byzantine_equivocate: bool) -> No
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from consensus.node import Node  # imported here: `hearth --help` stays fast
+    from consensus.node import Node, tune_garbage_collection  # imported here: `hearth --help` stays fast
 
     try:
         if byzantine_equivocate and not NodeHome(home_dir).load_config().devnet.admin:
@@ -94,6 +94,7 @@ def node_start(home_dir: Path, log_level: str, byzantine_equivocate: bool) -> No
         instance = Node(home_dir, byzantine_equivocate=byzantine_equivocate)
     except (ConfigError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    tune_garbage_collection()
     try:
         asyncio.run(_run(instance))
     except OSError as exc:  # a listen address in use or not ours

@@ -33,6 +33,7 @@ peer or a client sends is fatal.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -110,6 +111,22 @@ MAX_PRECHECKING_BLOCKS = 8
 """Blocks held back by the drift rule at once; past it a far-future block goes to the engine
 (whose validity check does not read the clock) and is prevoted on like any other."""
 
+
+
+GC_THRESHOLDS = (50_000, 20, 20)
+"""The node process's cyclic garbage collector: a young collection per 50,000 net allocations of
+tracked objects instead of 700. Almost all of a node's garbage is acyclic and freed by reference
+counting; what the collector costs is walking the heap, and with CPython's defaults it walked a
+loaded validator's whole heap (caches of decoded transactions and state) every few seconds, for
+about 130 ms each time, a pause that showed as the submit-to-commit p99."""
+
+
+def tune_garbage_collection() -> None:
+    """For a node's own process, once its genesis and stores are loaded: what is there now is
+    kept for the process's life, so the collector stops walking it (`gc.freeze`), and collections
+    run at GC_THRESHOLDS."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 class Node:
     """A Hearth node: a validator when its key is in the validator set of a height, else a full node."""

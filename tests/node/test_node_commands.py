@@ -62,3 +62,40 @@ def test_start_without_a_genesis_says_what_is_missing(tmp_path: Path) -> None:
     CliRunner().invoke(main, ["node", "init", "--home", str(home)])
     result = CliRunner().invoke(main, ["node", "start", "--home", str(home)])
     assert result.exit_code != 0 and "genesis" in result.output
+
+
+def test_start_tunes_the_garbage_collector_once_the_node_is_loaded(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`node start` freezes what the loaded node holds and sets GC_THRESHOLDS before it runs
+    (checked in a child interpreter, so this process keeps its own collector settings)."""
+    import subprocess
+    import sys
+
+    import consensus.node
+
+    calls: list[str] = []
+
+    class LoadedNode:
+        def __init__(self, home: Path, byzantine_equivocate: bool = False) -> None:
+            calls.append("loaded")
+
+        async def run_until(self, stop: object) -> None:
+            calls.append("ran")
+
+    monkeypatch.setattr(consensus.node, "Node", LoadedNode)
+    monkeypatch.setattr(consensus.node, "tune_garbage_collection", lambda: calls.append("tuned"))
+    home = tmp_path / "n"
+    CliRunner().invoke(main, ["node", "init", "--home", str(home)])
+    result = CliRunner().invoke(main, ["node", "start", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert calls == ["loaded", "tuned", "ran"]
+
+    script = (
+        "import gc\n"
+        "from consensus.node import GC_THRESHOLDS, tune_garbage_collection\n"
+        "before = gc.get_freeze_count()\n"
+        "tune_garbage_collection()\n"
+        "assert gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold()\n"
+        "assert gc.get_freeze_count() > before\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", script], cwd=root, check=True, timeout=60)
