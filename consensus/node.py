@@ -83,7 +83,9 @@ __all__ = ["Node", "FRAME_KINDS"]
 log = logging.getLogger("hearth.node")
 
 FRAME_KINDS = ("status", "proposal", "vote", "block", "txs", "tx_hashes", "get_txs", "evidence", "get_blocks", "blocks")
-TX_GOSSIP_INTERVAL_S = 0.02
+TX_GOSSIP_INTERVAL_S = 0.04
+"""How often a node sends peers what it admitted since: larger frames, fewer of them (each costs
+both ends a socket write or read and a parse, whatever its size)."""
 TX_GOSSIP_MAX_BYTES = 1 << 20
 TX_HASHES_PER_FRAME = 8_192
 """Hashes in one `tx_hashes` announcement or `get_txs` request, at most."""
@@ -96,6 +98,11 @@ TX_CHECKS_IN_FLIGHT = 2
 """Batches of peers' transactions at the gossip verifier at once (one checked, one queued)."""
 TX_CHECK_BATCH_MAX = 500
 """Peer transactions sent to the verifier in one call, at most (queued batches are merged)."""
+TX_CHECK_GATHER = 128
+TX_CHECK_GATHER_S = 0.01
+"""A batch of fewer than TX_CHECK_GATHER peer transactions, with nothing queued behind it, waits this
+long for more before going to the verifier: a call costs the node and its worker about as much as
+a few signatures, whatever its size, and each peer sends a frame per TX_GOSSIP_INTERVAL_S."""
 RECHECK_CHUNK = 500
 """Mempool transactions re-checked per turn of the event loop after a commit (~50 ms of work)."""
 TX_BATCH_QUEUE_MAX = 256
@@ -765,6 +772,8 @@ class Node:
         assert self._tx_batches is not None and self._tx_checks is not None
         while True:
             batches = [await self._tx_batches.get()]
+            if len(batches[0][1]) < TX_CHECK_GATHER and self._tx_batches.empty():
+                await asyncio.sleep(TX_CHECK_GATHER_S)  # a few peers' frames make one call
             while not self._tx_batches.empty() and sum(len(b[1]) for b in batches) < TX_CHECK_BATCH_MAX:
                 batches.append(self._tx_batches.get_nowait())
             known: dict[bytes, Tx | Rejected] = {}  # checked already (a block's precheck): admitted as they are

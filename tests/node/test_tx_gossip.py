@@ -121,3 +121,39 @@ def test_bad_announcements_and_requests_are_refused_and_counted(tmp_path: Path) 
         assert nodes[0].stats["invalid_messages"] == before + 4
 
     asyncio.run(run_nodes(node_homes, links, scenario))
+
+
+def test_peer_frames_arriving_together_are_checked_in_one_verifier_call(tmp_path: Path) -> None:
+    """node.py `_tx_check_loop`: a small batch of peers' transactions waits TX_CHECK_GATHER_S for
+    more, so frames from several peers a few loop turns apart make one call to the verifier (a call
+    costs the node and its worker about as much as a few signatures); all are admitted."""
+    from types import SimpleNamespace
+
+    from consensus.node import TX_CHECK_GATHER
+    from tests.node.test_node_inprocess import lone_validator_home
+
+    frames = [[make_tx(CHAIN_ID, "transfer", key(1), 3 * f + i, to=key(2).address, amount=1) for i in range(3)] for f in range(3)]
+    assert sum(map(len, frames)) < TX_CHECK_GATHER
+    home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=60_000, empty_block_interval_ms=60_000))
+
+    async def main() -> list[int]:
+        node = Node(home.root)
+        await node.start()
+        try:
+            calls: list[int] = []
+            check = node._verifier.check
+
+            async def counting(raws: list[bytes], chain_id: str):  # type: ignore[no-untyped-def]
+                calls.append(len(raws))
+                return await check(raws, chain_id)
+
+            node._verifier.check = counting  # type: ignore[method-assign]
+            for f, frame in enumerate(frames):  # three peers' frames, a loop turn apart
+                node._on_frame(SimpleNamespace(name=f"p{f}", node_id=bytes([f + 1]) * 32), "txs", frame)
+                await asyncio.sleep(0)
+            await wait_until(lambda: len(node.mempool) == 9, 20, "all admitted")
+            return calls
+        finally:
+            await node.stop()
+
+    assert asyncio.run(main()) == [9]
