@@ -133,6 +133,9 @@ class _Worker:
         self.process = context.Process(target=_worker_main, args=(theirs,), name="hearth-verifier", daemon=True)
         try:
             self.process.start()
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()  # the worker holds its own copy; ours must not keep its end open
         self._socket = ours
@@ -147,7 +150,11 @@ class _Worker:
         return len(self._waiting)
 
     async def _connect(self) -> None:
-        reader, self._writer = await asyncio.open_connection(sock=self._socket)
+        try:
+            reader, self._writer = await asyncio.open_connection(sock=self._socket)
+        except OSError:  # stopped meanwhile: its checks go elsewhere
+            self.alive = False
+            return
         self._reading = asyncio.ensure_future(self._read(reader))
 
     async def check(self, raws: list[bytes], chain_id: str) -> list[Verdict]:
