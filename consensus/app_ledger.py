@@ -147,7 +147,8 @@ class LedgerApp:
         evidence = tuple(e for e in self.evidence.pending(MAX_EVIDENCE_PER_BLOCK) if self._evidence_problem(e, height) is None)
         budget = self.config.max_block_bytes - BLOCK_OVERHEAD_BYTES
         candidates = self.mempool.reap(self.config.max_block_txs, budget)
-        executed = self.ledger.build(BlockInput(height, time_ms, (), _slashes(evidence)), candidates, self.verified)
+        block_input = BlockInput(height, time_ms, (), _slashes(evidence))
+        executed = self.ledger.build(block_input, candidates, self.verified, self.mempool.known_effects())
         block = Block.build(
             chain_id=self.chain_id,
             height=height,

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
-from ledger.transition import HEAD_PERIOD_ONLY_TYPES
+from ledger.transition import HEAD_PERIOD_ONLY_TYPES, KnownEffects
 
 __all__ = ["Added", "AddResult", "Mempool", "MempoolFull"]
 
@@ -144,6 +144,7 @@ class Mempool:
         """Waiting to be re-checked on the new head; all newer than what `_pending` holds."""
         self._bytes = 0
         self._overlay: State = ledger.view()
+        self._height: int = self._overlay.get_head().height
         self._period: int = self._overlay.get_head().period
         """The period of the head the pool was last checked against (the committed view moves under it)."""
         self._dirty: set[bytes] | None = None
@@ -180,6 +181,12 @@ class Mempool:
         """A throwaway overlay of the head state with every pending transaction applied (for the
         RPC's next-nonce answer)."""
         return self._overlay.child()
+
+    def known_effects(self) -> KnownEffects:
+        """The re-checked entries, in order, with what each read and wrote on top of the head and
+        those before it: what the proposer's `LedgerDB.build` may reuse instead of running them
+        again (the queued ones, checked on an older head, are not in it)."""
+        return KnownEffects(self._height, self._period, list(self._pending.values()))
 
     def reap(self, max_txs: int, max_bytes: int) -> list[bytes]:
         """The oldest pending transactions, at most `max_txs` of at most `max_bytes` in all."""
@@ -317,6 +324,7 @@ class Mempool:
         queue.update(self._recheck)
         self._recheck, self._pending = queue, OrderedDict()
         self._overlay = self._ledger.view()
+        self._height = self._overlay.get_head().height
         self._period = self._overlay.get_head().period
         if written is None or interrupted or self._period != old_period:
             self._dirty = None

@@ -20,7 +20,7 @@ from ledger.merkle import PendingRoot, Proof, StateCommitment
 from ledger.records import ChainHead, Totals
 from ledger.state import STATE_PREFIX, CommittedState, State, encode_record, encode_records
 from ledger.store import Store
-from ledger.transition import BlockInput, apply_block, check_tx, select_block_txs
+from ledger.transition import BlockInput, KnownEffects, apply_block, check_tx, select_block_txs
 from ledger.tx import SignatureCache, Tx
 
 META_GENESIS = b"meta/genesis_hash"
@@ -149,11 +149,16 @@ class LedgerDB:
         return self._finish(block, txs, state)
 
     def build(
-        self, block: BlockInput, candidates: Sequence[bytes], verified: SignatureCache | None = None
+        self,
+        block: BlockInput,
+        candidates: Sequence[bytes],
+        verified: SignatureCache | None = None,
+        known: KnownEffects | None = None,
     ) -> ExecutedBlock:
-        """For a proposer: a block of the candidates that apply, executed."""
+        """For a proposer: a block of the candidates that apply, executed (`known`: their effects
+        as the mempool recorded them, see `select_block_txs`)."""
         state = self.view()
-        block, txs = select_block_txs(state, block, candidates, verified)
+        block, txs = select_block_txs(state, block, candidates, verified, known)
         return self._finish(block, txs, state)
 
     def _finish(self, block: BlockInput, txs: list[Tx], state: State) -> ExecutedBlock:

@@ -6,8 +6,9 @@ of the state and the block: no clock, no randomness, no I/O, integers only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from ledger import housing, nodes, quotas, staking
 from ledger.constants import MAX_TXS_PER_BLOCK
@@ -155,25 +156,82 @@ def apply_block(state: State, block: BlockInput, verified: SignatureCache | None
     return txs
 
 
+class TxEffect(Protocol):
+    """What applying a transaction did: the state keys it read or wrote (None: it listed a prefix,
+    so it depends on more than keys say) and the records it wrote (None marks a deletion)."""
+
+    tx: Tx
+    keys: frozenset[bytes] | None
+    writes: Mapping[bytes, Any]
+
+
+@dataclass(frozen=True)
+class KnownEffects:
+    """Transactions already applied one after another, in this order, on top of the state at the
+    head `height` of `period`, each with its effect (a proposer's mempool keeps exactly this).
+
+    Applying a transaction is a function of the values of the keys it reads, so where those values
+    are what they were, its writes are what they were. `select_block_txs` uses that to apply the
+    recorded writes instead of running such a transaction again (see there for when it may)."""
+
+    height: int
+    period: int
+    effects: Sequence[TxEffect]
+
+
 def select_block_txs(
-    state: State, block: BlockInput, candidates: Sequence[bytes], verified: SignatureCache | None = None
+    state: State,
+    block: BlockInput,
+    candidates: Sequence[bytes],
+    verified: SignatureCache | None = None,
+    known: KnownEffects | None = None,
 ) -> tuple[BlockInput, list[Tx]]:
     """For a proposer: apply the header, then every candidate that still applies, in order, up to
-    the block limit. Returns the block of the accepted transactions, applied to `state`."""
+    the block limit. Returns the block of the accepted transactions, applied to `state`.
+
+    With `known` (the effects of the candidates, in this order, on this very state): while the
+    candidates follow `known` one for one, a candidate whose signatures `verified` holds and whose
+    keys no earlier step may have changed has its recorded writes applied without running again.
+    The keys that may have changed start as those the header and slashes wrote, and grow by the
+    writes of every candidate that now does something else than recorded (fails, or writes other
+    values). `known` counts only if it is of this head and the block stays in its period: the head
+    record, which every block writes, is not among the keys of the types in HEAD_PERIOD_ONLY_TYPES.
+    The result is the same as without `known` (a property test pins it)."""
+    head = state.get_head()
     process_block_header(state, block)
     for address in block.slashes:
         process_slash(state, address)
+    dirty: set[bytes] | None = None
+    effects: Sequence[TxEffect] = ()
+    same_period = state.get_head().period == head.period
+    if known is not None and verified is not None and same_period and (known.height, known.period) == (head.height, head.period):
+        dirty, effects = set(state.changes), known.effects
     accepted_raw: list[bytes] = []
     txs: list[Tx] = []
     chain_id = state.get_params().chain_id
-    for raw in candidates:
+    for index, raw in enumerate(candidates):
         if len(accepted_raw) >= MAX_TXS_PER_BLOCK:
             break
+        effect = None
+        if dirty is not None:
+            effect = effects[index] if index < len(effects) and effects[index].tx.raw == raw else None
+            if effect is None:
+                dirty = None  # past what `known` describes: every later candidate runs
+            elif effect.keys is not None and dirty.isdisjoint(effect.keys) and effect.tx.hash in verified:  # type: ignore[operator]
+                state.changes.update(effect.writes)
+                accepted_raw.append(raw)
+                txs.append(effect.tx)
+                continue
         overlay = state.child()
         try:
             tx = process_tx(overlay, raw, verified, chain_id)
         except Rejected:
+            if effect is not None and dirty is not None:
+                dirty.update(effect.writes)  # those after it were recorded with these writes in place
             continue
+        if effect is not None and dirty is not None and overlay.changes != effect.writes:
+            dirty.update(effect.writes)
+            dirty.update(overlay.changes)
         overlay.merge_into_parent()
         accepted_raw.append(raw)
         txs.append(tx)

@@ -324,3 +324,82 @@ def test_a_rerun_that_writes_what_it_wrote_before_stops_the_cascade() -> None:
     commit_block(pool, cache, BlockInput(1, 1, (chain[0],)), incremental=True)
     assert pool.stats["rerun_on_recheck"] == 1 and pool.stats["kept_on_recheck"] == 2
     assert pool.reap(10, 1 << 20) == chain[1:]
+
+
+# The proposer's build from the pool's recorded effects ----------------------------------------------------
+@settings(max_examples=80, deadline=None)
+@given(
+    offered=st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 400_000)), min_size=1, max_size=25),
+    council_at=st.lists(st.integers(0, 25), max_size=2),
+    first_block=st.lists(st.booleans(), max_size=25),
+    recheck_now=st.sampled_from([0, 3, None]),
+    block_time=st.sampled_from([2, PERIOD_MS - 1, PERIOD_MS, 3 * PERIOD_MS]),
+    slash=st.booleans(),
+)
+def test_a_build_from_the_pools_effects_is_the_build_that_runs_every_transaction(
+    offered: list[tuple[int, int, int]], council_at: list[int], first_block: list[bool], recheck_now: int | None, block_time: int, slash: bool
+) -> None:
+    """`LedgerDB.build` given the pool's `known_effects` (which it applies instead of running the
+    transactions whose keys nothing changed) builds the very block, state and root it builds running
+    every candidate: whether the pool was fully re-checked after a block or only part of it, whether
+    the block opens a new period, whether it slashes a validator that also sends transfers, with
+    council transactions that read the head's time among the transfers."""
+    from consensus.mempool import Mempool
+    from tests.ledger.helpers import member_add_tx
+
+    genesis = make_genesis({i: 1_000_000 for i in range(1, 7)}, members=(1, 2), validators={6: 5_000_000})
+    ledger = new_ledger(genesis)
+    cache = SignatureCache()
+    pool = Mempool(ledger, cache)
+    nonces = {i: 0 for i in range(1, 7)}
+    council_nonce = 0
+    txs = []
+    for position, (sender, to, amount) in enumerate(offered):
+        if position in council_at:
+            txs.append(member_add_tx(10 + council_nonce, council_nonce))
+            council_nonce += 1
+        txs.append(transfer_tx(sender, to, amount, nonces[sender]))
+        nonces[sender] += 1
+    for raw in txs:
+        try:
+            pool.add(raw)
+        except Rejected:
+            pass
+    if any(first_block):  # a block of some of them, then a re-check of `recheck_now` (None: all)
+        chosen = [raw for raw, take in zip(pool.reap(10_000, 1 << 30), first_block) if take]
+        executed = ledger.build(BlockInput(1, 1, ()), chosen, cache)
+        ledger.commit(executed)
+        pool.update([tx.hash for tx in executed.txs], recheck_now=recheck_now, written=executed.encoded)
+    height = ledger.head.height + 1
+    block = BlockInput(height, block_time + height, (), (key(6).address,) if slash else ())
+    candidates = pool.reap(10_000, 1 << 30)
+    reused = ledger.build(block, candidates, cache, pool.known_effects())
+    rerun = ledger.build(block, candidates, cache)
+    assert reused.block == rerun.block
+    assert [tx.hash for tx in reused.txs] == [tx.hash for tx in rerun.txs]
+    assert reused.encoded == rerun.encoded and reused.state_root == rerun.state_root
+
+
+def test_a_build_from_the_pools_effects_runs_only_what_a_slash_touched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the pool fully checked and the block in the same period, the build applies each
+    transfer's recorded writes; only the transfer from the slashed validator's account, whose keys the
+    slash wrote, runs again."""
+    import ledger.transition as transition
+    from consensus.mempool import Mempool
+    from ledger.crypto import sha256
+
+    ledger = new_ledger(make_genesis({i: 1_000_000 for i in range(1, 7)}, validators={6: 5_000_000}))
+    cache = SignatureCache()
+    pool = Mempool(ledger, cache)
+    raws = [transfer_tx(1, 2, 10, 0), transfer_tx(2, 3, 10, 0), transfer_tx(6, 4, 10, 0), transfer_tx(3, 1, 10, 0)]
+    for raw in raws:
+        pool.add(raw)
+    ran: list[bytes] = []
+    real = transition.process_tx
+    monkeypatch.setattr(transition, "process_tx", lambda state, raw, *args: ran.append(raw) or real(state, raw, *args))
+    block = BlockInput(1, 2, (), (key(6).address,))
+    executed = ledger.build(block, pool.reap(100, 1 << 20), cache, pool.known_effects())
+    assert list(executed.block.txs) == raws
+    slash_writes = ledger.build(BlockInput(1, 2, (), (key(6).address,)), [], cache).encoded
+    assert ran == [raw for raw in raws if not {k for k in pool._pending[sha256(raw)].keys}.isdisjoint(slash_writes)]
+    assert ran == [raws[2]]
