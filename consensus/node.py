@@ -573,7 +573,8 @@ class Node:
         head = self._ledger.head.height
         if not head < height <= head + 2 or len(self._prechecking) >= MAX_PRECHECKING_BLOCKS:
             return False
-        unseen = [raw for raw in txs if sha256(raw) not in self.verified]
+        verified = self.verified
+        unseen = [raw for raw in txs if verified.decoded(raw) is None and sha256(raw) not in verified]
         if len(unseen) < BLOCK_PRECHECK_MIN_TXS:
             return False
         self._prechecking.add(claimed)
@@ -657,12 +658,16 @@ class Node:
         previous, done = self._submitted_done, asyncio.get_running_loop().create_future()
         self._submitted_done = done
         try:
-            unchecked = [
-                raw for raws, _ in batch for raw in raws
-                if isinstance(raw, bytes) and self.verified.decoded(raw) is None and sha256(raw) not in self.verified
-            ]
+            unchecked, hashes = [], []
+            for raws, _ in batch:
+                for raw in raws:
+                    if isinstance(raw, bytes) and self.verified.decoded(raw) is None:
+                        tx_hash = sha256(raw)
+                        if tx_hash not in self.verified:
+                            unchecked.append(raw)
+                            hashes.append(tx_hash)
             if unchecked:
-                for item in await self._priority_verifier.check(unchecked, self.chain_id):
+                for item in await self._priority_verifier.check(unchecked, self.chain_id, hashes):
                     if not isinstance(item, Rejected):
                         self.verified.remember(item)  # a refused one is refused again by `add`, with its reason
             if previous is not None:  # the verifier may finish batches out of order: admit in order
@@ -777,7 +782,7 @@ class Node:
             while not self._tx_batches.empty() and sum(len(b[1]) for b in batches) < TX_CHECK_BATCH_MAX:
                 batches.append(self._tx_batches.get_nowait())
             known: dict[bytes, Tx | Rejected] = {}  # checked already (a block's precheck): admitted as they are
-            raws = []
+            raws, raw_hashes = [], []
             for _, batch, hashes in batches:
                 for raw, tx_hash in zip(batch, hashes):
                     if tx_hash in self.mempool:
@@ -785,9 +790,10 @@ class Node:
                     tx = self.verified.decoded(raw) if tx_hash in self.verified else None
                     if tx is None:
                         raws.append(raw)
+                        raw_hashes.append(tx_hash)
                     else:
                         known[raw] = tx
-            check = asyncio.ensure_future(self._verifier.check(raws, self.chain_id))
+            check = asyncio.ensure_future(self._verifier.check(raws, self.chain_id, raw_hashes))
             await self._tx_checks.put((batches, raws, known, check))  # waits while TX_CHECKS_IN_FLIGHT are
 
     async def _tx_admission_loop(self) -> None:

@@ -75,13 +75,14 @@ def _verdicts(raws: list[bytes], chain_id: str) -> list[Rejected | None]:
     return [exc if isinstance(exc, Rejected) else None for exc in prevalidate(raws, chain_id)]
 
 
-def _decoded(raws: list[bytes], verdicts: list[Verdict]) -> list[Tx | Rejected]:
-    """The node's side: parse what the worker passed; rebuild the refusals."""
+def _decoded(raws: list[bytes], verdicts: list[Verdict], hashes: list[bytes] | None = None) -> list[Tx | Rejected]:
+    """The node's side: parse what the worker passed (`hashes`: the raws' hashes, when the caller
+    has them already); rebuild the refusals."""
     out: list[Tx | Rejected] = []
-    for raw, verdict in zip(raws, verdicts, strict=True):
+    for i, (raw, verdict) in enumerate(zip(raws, verdicts, strict=True)):
         if verdict is None:
             try:
-                out.append(trusted_tx(raw))
+                out.append(trusted_tx(raw, None if hashes is None else hashes[i]))
             except Exception:  # the worker decoded these very bytes: cannot happen; check fully
                 try:
                     out.append(decode_tx(raw))
@@ -231,10 +232,13 @@ class Verifier:
         for worker in pool:
             worker.stop()
 
-    async def check(self, raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
-        """Each transaction decoded with valid signatures, or why not; in order."""
+    async def check(self, raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[Tx | Rejected]:
+        """Each transaction decoded with valid signatures, or why not; in order. `hashes`, if the
+        caller has them: the sha256 of each raw (spares computing them again)."""
         if not raws:
             return []
+        if hashes is not None and len(hashes) != len(raws):
+            raise ValueError("one hash per transaction")
         for _ in range(2):  # a batch whose worker died runs once more, on a new one
             self._replace_dead()
             live = [w for w in self._pool if w.alive]
@@ -242,7 +246,7 @@ class Verifier:
                 break
             worker = min(live, key=lambda w: w.in_flight)
             try:
-                return _decoded(raws, await worker.check(raws, chain_id))
+                return _decoded(raws, await worker.check(raws, chain_id), hashes)
             except WorkerGone:
                 continue
         return prevalidate(raws, chain_id)

@@ -206,8 +206,8 @@ def test_a_clients_consecutive_submissions_are_admitted_in_order_across_a_rechec
             assert not first.done() and ready._waiters, "nonce 0 should be waiting for the re-check"  # type: ignore[attr-defined]
             real_check = node._priority_verifier.check
 
-            async def answer_as_the_recheck_ends(raws: list[bytes], chain_id: str) -> list[object]:
-                result = await real_check(raws, chain_id)
+            async def answer_as_the_recheck_ends(raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[object]:
+                result = await real_check(raws, chain_id, hashes)
                 asyncio.get_running_loop().call_soon(ready.set)  # the re-check's last chunk, this same turn
                 return result  # type: ignore[return-value]
 

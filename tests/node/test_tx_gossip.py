@@ -143,9 +143,10 @@ def test_peer_frames_arriving_together_are_checked_in_one_verifier_call(tmp_path
             calls: list[int] = []
             check = node._verifier.check
 
-            async def counting(raws: list[bytes], chain_id: str):  # type: ignore[no-untyped-def]
+            async def counting(raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None):  # type: ignore[no-untyped-def]
                 calls.append(len(raws))
-                return await check(raws, chain_id)
+                assert hashes == [sha(raw) for raw in raws]  # computed once, on arrival
+                return await check(raws, chain_id, hashes)
 
             node._verifier.check = counting  # type: ignore[method-assign]
             for f, frame in enumerate(frames):  # three peers' frames, a loop turn apart

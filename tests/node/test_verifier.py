@@ -6,10 +6,13 @@ import asyncio
 import os
 import signal
 
+import pytest
+
 from consensus.verifier import prevalidate
 from consensus.verifier import Verifier, check_batch
 from ledger import Rejected, Tx, decode_tx
 from ledger.tx import trusted_tx
+from ledger.crypto import sha256
 from ledger.errors import Code
 from tests.ledger.helpers import CHAIN_ID, member_add_tx, signed_tx, transfer_tx
 
@@ -29,16 +32,19 @@ def outcome(items: list[Tx | Rejected]) -> list[object]:
 def test_workers_reach_the_same_verdicts_as_this_process() -> None:
     raws = batch()
 
-    async def main() -> list[Tx | Rejected]:
+    async def main() -> tuple[list[Tx | Rejected], list[Tx | Rejected]]:
         verifier = Verifier(workers=1)
         verifier.start()
         try:
-            return await verifier.check(raws, CHAIN_ID)
+            with pytest.raises(ValueError):
+                await verifier.check(raws, CHAIN_ID, [sha256(raws[0])])
+            return await verifier.check(raws, CHAIN_ID), await verifier.check(raws, CHAIN_ID, [sha256(raw) for raw in raws])
         finally:
             verifier.stop()
 
-    checked = asyncio.run(main())
-    assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
+    checked, given_hashes = asyncio.run(main())
+    assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID)) == outcome(given_hashes)
+    assert [tx for tx in given_hashes if isinstance(tx, Tx)] == [tx for tx in checked if isinstance(tx, Tx)]
     codes = [item.code for item in checked if isinstance(item, Rejected)]
     assert Code.BAD_SIGNATURE in codes and Code.TX_MALFORMED in codes
     assert all(isinstance(item, Tx) for item in checked[:3])
