@@ -9,7 +9,7 @@ Targets (V measured in the same run): committed/s >= 0.45 L; p50 <= 1 s and p99 
 submit-to-commit at that rate. Recorded, not asserted (the machine is shared and noisy).
 
     HEARTH_BENCH_NET_SECONDS   seconds per step (default 60; 10 is a quick run)
-    HEARTH_BENCH_NET_FRACTIONS offered rates as fractions of L (default 0.1,0.125,0.15,0.175,0.2,0.25,...,0.5)
+    HEARTH_BENCH_NET_FRACTIONS offered rates as fractions of L (default 0.1,0.15,0.2,0.25,0.275,0.3,...,0.5)
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     v = measure_verify_rate()
     limit = 2 * v / VALIDATORS
     seconds = float(os.environ.get("HEARTH_BENCH_NET_SECONDS", "60"))
-    fractions = [float(f) for f in os.environ.get("HEARTH_BENCH_NET_FRACTIONS", "0.1,0.125,0.15,0.175,0.2,0.25,0.3,0.35,0.4,0.45,0.5").split(",")]
+    fractions = [float(f) for f in os.environ.get("HEARTH_BENCH_NET_FRACTIONS", "0.1,0.15,0.2,0.25,0.275,0.3,0.325,0.35,0.375,0.4,0.45,0.5").split(",")]
     accounts = [(account_key(i).address, BALANCE) for i in range(ACCOUNTS)]
     manifest = create_devnet(tmp_path / "net", validators=VALIDATORS, period_seconds=30, extra_accounts=accounts)
     for entry in manifest.validators:  # the generator is one client submitting thousands of calls a second
@@ -114,6 +114,11 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     finally:
         net.stop_all()
     best, half = result["best"] or {}, result["half"] or {}
+    within = [
+        step for step in result["steps"]
+        if step["kept_up"] and step["latency_p99_s"] is not None and step["latency_p50_s"] <= 1.0 and step["latency_p99_s"] <= 2.0
+    ]
+    best_within = max(within, key=lambda step: step["committed_per_s"], default={})
     committed = best.get("committed_per_s", 0.0)
     all_committed = sum(step["committed"] for step in result["steps"] + ([half] if half else []))
     node_cpu_s = [cpu_after[pid] - cpu_before[pid] for pid in pids]
@@ -131,6 +136,9 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
         "latency_max_s": best.get("latency_max_s"),
         "latency_target_p50_s": 1.0,
         "latency_target_p99_s": 2.0,
+        "within_latency_targets_committed_per_s": best_within.get("committed_per_s"),
+        "within_latency_targets_fraction_of_L": round(best_within.get("committed_per_s", 0.0) / limit, 3),
+        "within_latency_targets_p50_p99_s": [best_within.get("latency_p50_s"), best_within.get("latency_p99_s")],
         "half_rate_per_s": half.get("committed_per_s"),
         "half_latency_p50_s": half.get("latency_p50_s"),
         "half_latency_p99_s": half.get("latency_p99_s"),
