@@ -65,6 +65,8 @@ class Generator:
         self.in_flight = [asyncio.Semaphore(IN_FLIGHT_MAX) for _ in self.urls]
         self.late_ticks = 0
         self.blocks: list[tuple[float, int]] = []
+        self.last_height: int | None = None
+        self.watch_gaps = 0
         self.acks: list[float] = []
 
     def sign(self, count: int) -> list[tuple[int, bytes, bytes]]:
@@ -80,23 +82,52 @@ class Generator:
         return out
 
     async def watch(self, session: aiohttp.ClientSession) -> None:
-        url = self.urls[0].replace("http://", "ws://") + "/ws"
-        async with session.ws_connect(url, max_msg_size=1 << 26, heartbeat=None) as ws:
-            await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"event": "new_block"}}))
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    break
-                now = time.monotonic()
-                data = json.loads(msg.data)
-                result = data.get("params", {}).get("result")
-                if not result:
-                    if data.get("params", {}).get("error"):
-                        print(f"loadgen: subscription error {data['params']['error']}", file=sys.stderr)
-                    continue
-                hashes = result.get("tx_hashes", [])
-                self.blocks.append((now, len(hashes)))
-                for h in hashes:
-                    self.committed_at.setdefault(bytes.fromhex(h), now)
+        """Commit times from validator 0's `new_block` notifications. If the websocket ends (a node
+        closes a subscriber it finds too slow, as a loaded generator can be), subscribe again and
+        fetch the blocks missed meanwhile, their transactions timed on arrival (later than they
+        committed: a pessimistic latency). Each such gap is counted in `watch_gaps`."""
+        while True:
+            url = self.urls[0].replace("http://", "ws://") + "/ws"
+            try:
+                async with session.ws_connect(url, max_msg_size=1 << 26, heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_close=10)) as ws:
+                    await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"event": "new_block"}}))
+                    if self.last_height is not None:
+                        await self._backfill(session)
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        self._on_notification(json.loads(msg.data), time.monotonic())
+                    print(f"loadgen: block subscription ended ({ws.close_code}); subscribing again", file=sys.stderr, flush=True)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                print(f"loadgen: block subscription failed ({type(exc).__name__}); retrying", file=sys.stderr, flush=True)
+                await asyncio.sleep(0.5)
+            self.watch_gaps += 1
+
+    def _on_notification(self, data: dict[str, Any], now: float) -> None:
+        result = data.get("params", {}).get("result")
+        if not result:
+            if data.get("params", {}).get("error"):
+                print(f"loadgen: subscription error {data['params']['error']}", file=sys.stderr)
+            return
+        self._record_block(result["header"]["height"], result.get("tx_hashes", []), now)
+
+    def _record_block(self, height: int, hashes: list[str], now: float) -> None:
+        if self.last_height is not None and height <= self.last_height:
+            return
+        self.last_height = height
+        self.blocks.append((now, len(hashes)))
+        for h in hashes:
+            self.committed_at.setdefault(bytes.fromhex(h), now)
+
+    async def _backfill(self, session: aiohttp.ClientSession) -> None:
+        """The blocks committed while the subscription was down, from validator 0's `block`."""
+        assert self.last_height is not None
+        async with session.post(self.urls[0] + "/", json={"jsonrpc": "2.0", "id": 1, "method": "status"}) as response:
+            head = (await response.json(content_type=None))["result"]["height"]
+        for height in range(self.last_height + 1, head + 1):
+            async with session.post(self.urls[0] + "/", json={"jsonrpc": "2.0", "id": 1, "method": "block", "params": {"height": height}}) as response:
+                block = (await response.json(content_type=None))["result"]
+            self._record_block(height, [sha256(bytes.fromhex(raw)).hex() for raw in block["txs"]], time.monotonic())
 
     async def _post(self, session: aiohttp.ClientSession, node: int, body: bytes, count: int, at: float) -> None:
         async with self.in_flight[node]:
@@ -192,6 +223,7 @@ class Generator:
             "latency_p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3) if latencies else None,
             "latency_max_s": round(latencies[-1], 3) if latencies else None,
             "blocks": len(in_window),
+            "watch_gaps": self.watch_gaps,
             "late_ticks": self.late_ticks,
             "generator_cpu_s": round(time.process_time() - cpu_before, 2),
             "submit_ack_p50_s": _percentile(self.acks, 0.5),

@@ -1,0 +1,50 @@
+"""The benchmark load generator's view of commits (tests/benchmarks/loadgen.py `watch`): a
+subscription the node ends is taken up again, and the blocks committed meanwhile are fetched, so a
+step is never scored on a silent subscription."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from consensus.config import ConsensusConfig
+from consensus.node import Node
+from ledger.crypto import sha256
+from tests.benchmarks.loadgen import Generator
+from tests.ledger.helpers import transfer_tx
+from tests.node.helpers import wait_until
+from tests.node.test_node_inprocess import lone_validator_home
+
+
+def test_the_watcher_resubscribes_and_fetches_the_blocks_it_missed(tmp_path: Path) -> None:
+    home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=50, empty_block_interval_ms=100))
+
+    async def main() -> None:
+        node = Node(home.root)
+        await node.start()
+        try:
+            gen = Generator({"chain_id": node.chain_id, "validators": [{"rpc_url": node.rpc.url}]}, 0)
+            async with aiohttp.ClientSession() as session:
+                watcher = asyncio.create_task(gen.watch(session))
+                try:
+                    await wait_until(lambda: gen.last_height is not None, 20, "a first block")
+                    for conn in list(node.rpc.websockets):  # the node ends the subscription
+                        await conn.close()
+                    raw = transfer_tx(1, 2, 1, 0)
+                    await node.submit_tx(raw)
+                    await wait_until(lambda: gen.watch_gaps >= 1 and sha256(raw) in gen.committed_at, 20, "the commit seen after the gap")
+                    # the missed blocks, fetched: heights from before the gap up to the head
+                    before = gen.last_height
+                    gen.last_height = 0
+                    gen.committed_at.clear()
+                    await gen._backfill(session)
+                    assert sha256(raw) in gen.committed_at and gen.last_height >= before
+                finally:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
