@@ -794,6 +794,8 @@ class Node:
                     else:
                         known[raw] = tx
             check = asyncio.ensure_future(self._verifier.check(raws, self.chain_id, raw_hashes))
+            self._tasks.add(check)  # cancelled by stop; its failure costs one batch, not the node (below)
+            check.add_done_callback(self._tasks.discard)
             await self._tx_checks.put((batches, raws, known, check))  # waits while TX_CHECKS_IN_FLIGHT are
 
     async def _tx_admission_loop(self) -> None:

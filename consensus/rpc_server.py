@@ -266,9 +266,9 @@ class RpcServer:
                 continue
             try:
                 _, params = self._check_request(request)
-                raw = METHODS["submit_tx"].parse_params(params)["tx"]
-                if self.in_flight + len(raws) >= self.config.max_in_flight:
+                if self.in_flight + len(raws) >= self.config.max_in_flight:  # before params, as `_run_call`
                     raise RpcError(ErrorCode.UNAVAILABLE, "server busy; try again shortly")
+                raw = METHODS["submit_tx"].parse_params(params)["tx"]
             except RpcError as exc:
                 answers[position] = None if is_notification else error_response(request_id, exc)
                 continue

@@ -153,7 +153,7 @@ class _Worker:
     async def _connect(self) -> None:
         try:
             reader, self._writer = await asyncio.open_connection(sock=self._socket)
-        except OSError:  # stopped meanwhile: its checks go elsewhere
+        except Exception:  # stopped meanwhile, or the socket is unusable: its checks go elsewhere
             self.alive = False
             return
         self._reading = asyncio.ensure_future(self._read(reader))
@@ -198,8 +198,9 @@ class _Worker:
         if self._reading is not None:
             self._reading.cancel()
         if self._writer is not None:
-            self._writer.close()
-        self._socket.close()
+            self._writer.transport.abort()  # the transport owns the socket: closed now, unsent bytes dropped
+        else:
+            self._socket.close()
         self.process.join(STOP_WAIT_S)
         if self.process.is_alive():
             self.process.kill()
@@ -214,10 +215,15 @@ class Verifier:
         self.workers = workers
         self._pool: list[_Worker] = []
         self.restarts = 0
+        self._stopped = False
 
     def start(self) -> None:
         """Start the workers now, not on the first real check (an interpreter takes a while)."""
-        while len(self._pool) < self.workers:
+        self._stopped = False
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._pool) < self.workers and not self._stopped:
             try:
                 self._pool.append(_Worker())
             except OSError as exc:  # cannot even start one: checks fall back to this process
@@ -228,6 +234,9 @@ class Verifier:
         return [w.process.pid for w in self._pool if w.process.pid is not None]
 
     def stop(self) -> None:
+        """Stop the workers. A check still running then finishes in this process; none starts a
+        worker again until `start`."""
+        self._stopped = True
         pool, self._pool = self._pool, []
         for worker in pool:
             worker.stop()
@@ -257,4 +266,4 @@ class Verifier:
             self.restarts += 1
             self._pool.remove(worker)
             worker.stop()
-        self.start()
+        self._fill()

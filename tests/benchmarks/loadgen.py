@@ -91,15 +91,22 @@ class Generator:
             try:
                 async with session.ws_connect(url, max_msg_size=1 << 26, heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_close=10)) as ws:
                     await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"event": "new_block"}}))
-                    if self.last_height is not None:
-                        await self._backfill(session)
+                    subscribed = False
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:
                             break
-                        self._on_notification(json.loads(msg.data), time.monotonic())
+                        data = json.loads(msg.data)
+                        if not subscribed and data.get("id") == 1:  # subscribed: what committed before it is fetched
+                            subscribed = True
+                            if self.last_height is not None:
+                                await self._backfill(session)
+                            continue
+                        self._on_notification(data, time.monotonic())
                     print(f"loadgen: block subscription ended ({ws.close_code}); subscribing again", file=sys.stderr, flush=True)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                print(f"loadgen: block subscription failed ({type(exc).__name__}); retrying", file=sys.stderr, flush=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure (a refused call, a lost connection): subscribe again
+                print(f"loadgen: block subscription failed ({type(exc).__name__}: {exc}); retrying", file=sys.stderr, flush=True)
                 await asyncio.sleep(0.5)
             self.watch_gaps += 1
 

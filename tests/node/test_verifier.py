@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,19 @@ def test_a_killed_worker_is_replaced_and_the_batch_still_checked() -> None:
     assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
 
 
+async def _caught_mid_batch(verifier: Verifier, raws: list[bytes]) -> tuple[Any, asyncio.Future[list[Tx | Rejected]]]:
+    """The verifier's one worker, up, and a check of `raws` written to it and not yet answered."""
+    await verifier.check(raws[:1], CHAIN_ID)
+    (worker,) = verifier._pool
+    pending = asyncio.ensure_future(verifier.check(raws, CHAIN_ID))
+    for _ in range(1000):  # loop turns until the batch is written to the worker
+        if worker.in_flight:
+            break
+        await asyncio.sleep(0)
+    assert worker.in_flight == 1
+    return worker, pending
+
+
 def test_a_worker_killed_mid_batch_has_its_batch_rerun() -> None:
     """The batch in flight when its worker dies is checked again on a new worker; the caller sees
     only the verdicts. Then `stop` leaves no worker running."""
@@ -82,14 +96,7 @@ def test_a_worker_killed_mid_batch_has_its_batch_rerun() -> None:
         verifier = Verifier(workers=1)
         verifier.start()
         try:
-            await verifier.check(raws[:1], CHAIN_ID)
-            (victim,) = verifier._pool
-            pending = asyncio.ensure_future(verifier.check(raws, CHAIN_ID))
-            for _ in range(1000):  # loop turns until the batch is written to the worker
-                if victim.in_flight:
-                    break
-                await asyncio.sleep(0)
-            assert victim.in_flight == 1
+            victim, pending = await _caught_mid_batch(verifier, raws)
             os.kill(victim.process.pid, signal.SIGKILL)
             checked = await asyncio.wait_for(pending, 60)
             return checked, verifier.restarts, verifier.pids()
@@ -100,6 +107,26 @@ def test_a_worker_killed_mid_batch_has_its_batch_rerun() -> None:
     assert restarts == 1
     assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
     assert pids and not any(os.path.exists(f"/proc/{pid}") for pid in pids), "stop left a worker running"
+
+
+def test_stopping_with_a_check_in_flight_finishes_it_here_and_starts_no_worker() -> None:
+    """`stop` while a batch is at a worker: the check still answers (in this process), no worker is
+    started again, and none is left running."""
+    import multiprocessing
+
+    raws = [transfer_tx(1, 2, 5, n) for n in range(2000)] + batch()
+
+    async def main() -> tuple[list[Tx | Rejected], list[int], list[object]]:
+        verifier = Verifier(workers=1)
+        verifier.start()
+        _, pending = await _caught_mid_batch(verifier, raws)
+        verifier.stop()
+        checked = await asyncio.wait_for(pending, 60)
+        return checked, verifier.pids(), [p for p in multiprocessing.active_children() if p.name == "hearth-verifier"]
+
+    checked, pids, children = asyncio.run(main())
+    assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
+    assert pids == [] and children == []
 
 
 def test_trusted_parse_gives_the_very_tx_decode_gives() -> None:

@@ -227,6 +227,13 @@ def test_in_flight_bound_holds_for_a_batch_of_submissions() -> None:
         assert [error_code(a) for a in answers[2:]] == [ErrorCode.UNAVAILABLE] * 2
         assert served.run(lambda: list(served.node.pending)) == raws[:2]
         assert served.server.in_flight == 0
+        # over the bound and malformed: busy, as the per-call path answers (it checks the bound first)
+        served.server.in_flight = config.max_in_flight
+        try:
+            _, answers = post_json(served, [{**batch[0], "params": {"tx": "zz"}}, {**batch[1], "params": {"tx": "zz"}}])
+        finally:
+            served.server.in_flight = 0
+        assert [error_code(a) for a in answers] == [ErrorCode.UNAVAILABLE] * 2
 
 
 # websocket ------------------------------------------------------------------------------------------
