@@ -37,6 +37,7 @@ import gc
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,6 @@ from consensus.evidence import DuplicateVoteEvidence
 from consensus.mempool import Added, Mempool, MempoolFull
 from consensus.verifier import Verifier
 from consensus.node_services import BlockFeed, TxResult
-from consensus.node_services import MempoolFull as RpcMempoolFull
 from consensus.p2p import P2P, Peer
 from consensus.rpc_server import RpcConfig, RpcServer
 from consensus.signer import Signer
@@ -573,18 +573,17 @@ class Node:
         head = self._ledger.head.height
         if not head < height <= head + 2 or len(self._prechecking) >= MAX_PRECHECKING_BLOCKS:
             return False
-        verified = self.verified
-        unseen = [raw for raw in txs if verified.decoded(raw) is None and sha256(raw) not in verified]
+        unseen, hashes = self._unverified(txs)
         if len(unseen) < BLOCK_PRECHECK_MIN_TXS:
             return False
         self._prechecking.add(claimed)
-        self._spawn(self._precheck_block(peer, payload, claimed, unseen))
+        self._spawn(self._precheck_block(peer, payload, claimed, unseen, hashes))
         return True
 
-    async def _precheck_block(self, peer: Peer | None, payload: Any, claimed: bytes, unseen: list[bytes]) -> None:
+    async def _precheck_block(self, peer: Peer | None, payload: Any, claimed: bytes, unseen: list[bytes], hashes: list[bytes]) -> None:
         started = time.monotonic()
         try:
-            checked = await self._priority_verifier.check(unseen, self.chain_id)
+            checked = await self._priority_verifier.check(unseen, self.chain_id, hashes)
         finally:
             self._prechecking.discard(claimed)
         log.debug("precheck: %d unseen in block %s, %d ms", len(unseen), claimed.hex()[:12], (time.monotonic() - started) * 1000)
@@ -658,14 +657,7 @@ class Node:
         previous, done = self._submitted_done, asyncio.get_running_loop().create_future()
         self._submitted_done = done
         try:
-            unchecked, hashes = [], []
-            for raws, _ in batch:
-                for raw in raws:
-                    if isinstance(raw, bytes) and self.verified.decoded(raw) is None:
-                        tx_hash = sha256(raw)
-                        if tx_hash not in self.verified:
-                            unchecked.append(raw)
-                            hashes.append(tx_hash)
+            unchecked, hashes = self._unverified(raw for raws, _ in batch for raw in raws)
             if unchecked:
                 for item in await self._priority_verifier.check(unchecked, self.chain_id, hashes):
                     if not isinstance(item, Rejected):
@@ -683,14 +675,24 @@ class Node:
                     future.set_exception(RuntimeError("the submission could not be admitted"))
             done.set_result(None)
 
+    def _unverified(self, raws: Iterable[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """Those of `raws` whose signatures this node has not checked yet, and their hashes."""
+        verified = self.verified
+        unseen, hashes = [], []
+        for raw in raws:
+            if isinstance(raw, bytes) and verified.decoded(raw) is None:
+                tx_hash = sha256(raw)
+                if tx_hash not in verified:
+                    unseen.append(raw)
+                    hashes.append(tx_hash)
+        return unseen, hashes
+
     def _admit_one(self, raw: bytes) -> bytes | Exception:
         tx = self.verified.decoded(raw) if isinstance(raw, bytes) else None
         try:
             return (self.mempool.add(raw) if tx is None else self.mempool.add_decoded(tx))[1]
-        except Rejected as exc:
+        except (Rejected, MempoolFull) as exc:  # node_services' MempoolFull is the mempool's: the RPC maps both
             return exc
-        except MempoolFull as exc:
-            return exc if isinstance(exc, RpcMempoolFull) else RpcMempoolFull(exc.message)
 
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
         if not isinstance(payload, list) or not all(isinstance(raw, bytes) for raw in payload):
