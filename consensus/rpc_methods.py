@@ -508,10 +508,8 @@ async def call_method(ctx: CallContext, name: str, params: Mapping[str, Any]) ->
     try:
         async with asyncio.timeout(method.timeout_s):  # no task per call, as wait_for would make
             return await method.handler(ctx, **kwargs)
-    except Rejected as exc:
-        raise RpcError(exc.code.number, exc.message, exc.to_dict()) from None
-    except MempoolFull as exc:
-        raise RpcError(exc.number, exc.message, exc.to_dict()) from None
+    except (Rejected, MempoolFull) as exc:
+        raise refusal_error(exc) from None
     except TooManySubscribers as exc:
         raise RpcError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, str(exc)) from None
     except asyncio.TimeoutError:
@@ -534,8 +532,13 @@ async def call_submit_txs(ctx: CallContext, raws: list[bytes]) -> list[Any]:
 def _submit_answer(outcome: bytes | Exception) -> Any:
     if isinstance(outcome, bytes):
         return {"hash": outcome.hex()}
-    if isinstance(outcome, Rejected):
-        return RpcError(outcome.code.number, outcome.message, outcome.to_dict())
-    if isinstance(outcome, MempoolFull):
-        return RpcError(outcome.number, outcome.message, outcome.to_dict())
+    if isinstance(outcome, (Rejected, MempoolFull)):
+        return refusal_error(outcome)
     raise outcome
+
+
+def refusal_error(exc: Rejected | MempoolFull) -> RpcError:
+    """The answer to a transaction the ledger or the mempool refused: its number, with the refusal
+    as `data`."""
+    number = exc.code.number if isinstance(exc, Rejected) else exc.number
+    return RpcError(number, exc.message, exc.to_dict())

@@ -126,6 +126,9 @@ def error_response(request_id: Any, error: RpcError) -> str:
     return dumps({"jsonrpc": "2.0", "id": request_id, "error": error.to_dict()})
 
 
+_BAD_ID = error_response(None, RpcError(ErrorCode.INVALID_REQUEST, "id must be a string, a number or null"))
+
+
 def _is_valid_id(value: Any, max_chars: int) -> bool:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return True
@@ -228,10 +231,9 @@ class RpcServer:
         """One call of a payload: its response text, or None for a notification."""
         if not isinstance(request, dict):
             return error_response(None, RpcError(ErrorCode.INVALID_REQUEST, "a request is a JSON object"))
-        is_notification = "id" not in request
-        request_id = request.get("id")
+        request_id, is_notification = request.get("id"), "id" not in request
         if not _is_valid_id(request_id, self.config.max_id_chars):
-            return error_response(None, RpcError(ErrorCode.INVALID_REQUEST, "id must be a string, a number or null"))
+            return _BAD_ID
         try:
             method, params = self._check_request(request)
             result = await self._run_call(ctx, method, params)
@@ -259,15 +261,13 @@ class RpcServer:
         raws: list[bytes] = []
         calls: list[tuple[int, Any, bool]] = []  # (position, id, notification) of each raw
         for position, request in enumerate(payload):
-            is_notification = "id" not in request
-            request_id = request.get("id")
+            request_id, is_notification = request.get("id"), "id" not in request
             if not _is_valid_id(request_id, self.config.max_id_chars):
-                answers[position] = error_response(None, RpcError(ErrorCode.INVALID_REQUEST, "id must be a string, a number or null"))
+                answers[position] = _BAD_ID
                 continue
             try:
                 _, params = self._check_request(request)
-                if self.in_flight + len(raws) >= self.config.max_in_flight:  # before params, as `_run_call`
-                    raise RpcError(ErrorCode.UNAVAILABLE, "server busy; try again shortly")
+                self._refuse_if_busy(len(raws))  # before params, as `_run_call`
                 raw = METHODS["submit_tx"].parse_params(params)["tx"]
             except RpcError as exc:
                 answers[position] = None if is_notification else error_response(request_id, exc)
@@ -304,9 +304,14 @@ class RpcServer:
             raise RpcError(ErrorCode.INVALID_REQUEST, "params must be an object")
         return method, params
 
-    async def _run_call(self, ctx: CallContext, method: str, params: dict[str, Any]) -> Any:
-        if self.in_flight >= self.config.max_in_flight:
+    def _refuse_if_busy(self, accepted: int = 0) -> None:
+        """Raise UNAVAILABLE if one more call (after `accepted` already counted for a batch) would
+        pass max_in_flight."""
+        if self.in_flight + accepted >= self.config.max_in_flight:
             raise RpcError(ErrorCode.UNAVAILABLE, "server busy; try again shortly")
+
+    async def _run_call(self, ctx: CallContext, method: str, params: dict[str, Any]) -> Any:
+        self._refuse_if_busy()
         self.in_flight += 1
         try:
             return await call_method(ctx, method, params)
