@@ -12,7 +12,9 @@ entry remembers the state keys it read or wrote when it was last checked, and th
 The keys whose values may differ from when the entries were last checked start as the keys the
 block wrote. An entry that touches none of them would compute exactly what it did before, so its
 remembered writes are applied as they are; the others run again (signatures are cached: nonce and
-balance work), and only if one now writes something else do its keys join the set.
+balance work), and only if one now fails or writes something else do the keys it wrote then and
+writes now join the set. The rule is the ledger's (`may_reuse`, `note_rerun` in ledger/transition.py),
+the one the proposer's block build applies to the effects this pool records.
 A block that starts a new period changes every account's settlement, so then every entry runs
 again; so it does when the block's writes are not known. The head record (height, time, period)
 is written by every block; the types the ledger names in HEAD_PERIOD_ONLY_TYPES (transfers) read
@@ -46,14 +48,15 @@ from typing import Any, NamedTuple
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
-from ledger.transition import HEAD_PERIOD_ONLY_TYPES, KnownEffects
+from ledger.records import ChainHead
+from ledger.transition import HEAD_PERIOD_ONLY_TYPES, KnownEffects, may_reuse, note_rerun
 
 __all__ = ["Added", "AddResult", "Mempool", "MempoolFull"]
 
 REJECTED_MEMORY = 10_000
+"""Hashes of recently refused transactions remembered, so gossip repeats cost a lookup."""
 PARKED_MAX = 10_000
 """Future-nonce transactions from peers held for their predecessor."""
-"""Hashes of recently refused transactions remembered, so gossip repeats cost a lookup."""
 
 
 PERMANENT_REJECTIONS = frozenset(
@@ -103,8 +106,8 @@ class _Entry:
     """What it wrote to the pool's overlay when last checked."""
 
 
-HEAD_KEY = b"c"
-"""The chain head record (height, time, period), written by every block."""
+HEAD_KEY = ChainHead.PREFIX
+"""The chain head record's key (height, time, period): every block writes it."""
 
 
 class _ReadTracker:
@@ -340,7 +343,7 @@ class Mempool:
         overlay_writes = self._overlay.changes
         for _ in range(min(max_txs, len(queue))):
             tx_hash, entry = queue.popitem(last=False)
-            if dirty is not None and entry.keys is not None and dirty.isdisjoint(entry.keys):
+            if dirty is not None and may_reuse(dirty, entry):
                 overlay_writes.update(entry.writes)  # it reads what it read before: same writes
                 self._pending[tx_hash] = entry
                 self.stats["kept_on_recheck"] += 1
@@ -355,14 +358,8 @@ class Mempool:
             else:
                 self._pending[tx_hash] = checked
                 self.stats["rerun_on_recheck"] += 1
-            if dirty is None or (checked is not None and checked.writes == entry.writes):
-                continue  # the same writes as before: those after it see the same state
-            if entry.keys is None or (checked is not None and checked.keys is None):
-                dirty = self._dirty = None
-            else:  # the keys it wrote before or writes now may hold other values for those after it
-                dirty.update(entry.writes)
-                if checked is not None:
-                    dirty.update(checked.writes)
+            if dirty is not None:
+                note_rerun(dirty, entry, None if checked is None else checked.writes)
         if not queue:
             self._retry_parked()
         return len(queue)

@@ -179,6 +179,23 @@ class KnownEffects:
     effects: Sequence[TxEffect]
 
 
+def may_reuse(dirty: set[bytes], effect: TxEffect) -> bool:
+    """Whether a recorded effect still holds: it listed no prefix, and none of the keys it read or
+    wrote is among those (`dirty`) whose values may differ from when it was recorded."""
+    return effect.keys is not None and dirty.isdisjoint(effect.keys)
+
+
+def note_rerun(dirty: set[bytes], recorded: TxEffect, writes: Mapping[bytes, Any] | None) -> None:
+    """A recorded transaction ran again and wrote `writes` (None: it failed). Those recorded after
+    it saw its recorded writes in place, so where it now writes otherwise, the keys it wrote then
+    and writes now join `dirty`."""
+    if writes is not None and writes == recorded.writes:
+        return
+    dirty.update(recorded.writes)
+    if writes is not None:
+        dirty.update(writes)
+
+
 def select_block_txs(
     state: State,
     block: BlockInput,
@@ -217,7 +234,7 @@ def select_block_txs(
             effect = effects[index] if index < len(effects) and effects[index].tx.raw == raw else None
             if effect is None:
                 dirty = None  # past what `known` describes: every later candidate runs
-            elif effect.keys is not None and dirty.isdisjoint(effect.keys) and effect.tx.hash in verified:  # type: ignore[operator]
+            elif may_reuse(dirty, effect) and effect.tx.hash in verified:  # type: ignore[operator]
                 state.changes.update(effect.writes)
                 accepted_raw.append(raw)
                 txs.append(effect.tx)
@@ -227,11 +244,10 @@ def select_block_txs(
             tx = process_tx(overlay, raw, verified, chain_id)
         except Rejected:
             if effect is not None and dirty is not None:
-                dirty.update(effect.writes)  # those after it were recorded with these writes in place
+                note_rerun(dirty, effect, None)
             continue
-        if effect is not None and dirty is not None and overlay.changes != effect.writes:
-            dirty.update(effect.writes)
-            dirty.update(overlay.changes)
+        if effect is not None and dirty is not None:
+            note_rerun(dirty, effect, overlay.changes)
         overlay.merge_into_parent()
         accepted_raw.append(raw)
         txs.append(tx)

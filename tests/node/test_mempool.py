@@ -403,3 +403,34 @@ def test_a_build_from_the_pools_effects_runs_only_what_a_slash_touched(monkeypat
     slash_writes = ledger.build(BlockInput(1, 2, (), (key(6).address,)), [], cache).encoded
     assert ran == [raw for raw in raws if not {k for k in pool._pending[sha256(raw)].keys}.isdisjoint(slash_writes)]
     assert ran == [raws[2]]
+
+
+def test_an_entry_that_lists_a_prefix_runs_again_and_dirties_only_what_it_writes() -> None:
+    """A validator bond lists the validator set (its keys are None), so every re-check runs it
+    again; its writes come out the same, so the transfers queued after it that the block did not
+    touch are kept (ledger `note_rerun`), and the pool equals a fully re-checked one."""
+    from ledger.crypto import sha256
+    from ledger.tx import encode_body, sign_tx
+    from tests.ledger.helpers import CHAIN_ID as CHAIN
+
+    def bond() -> bytes:
+        body = encode_body("validator_bond", CHAIN, key(5).address, 0, validator=key(5).address, stake=2_000_000, name="new")
+        return sign_tx(CHAIN, body, [key(5), key(6)])
+
+    raws = [bond(), transfer_tx(1, 2, 10, 0), transfer_tx(3, 4, 10, 0)]
+    pools = []
+    for _ in range(2):
+        ledger = new_ledger(make_genesis({i: 10_000_000 for i in range(1, 7)}, validators={6: 5_000_000}))
+        pool = Mempool(ledger, SignatureCache())
+        for raw in raws:
+            pool.add(raw)
+        pools.append(pool)
+    incremental, full = pools
+    assert incremental._pending[sha256(raws[0])].keys is None
+    for pool in (incremental, full):
+        executed = pool._ledger.execute(BlockInput(1, 1, (raws[1],)), SignatureCache())  # touches 1 and 2 only
+        pool._ledger.commit(executed)
+        pool.update([sha256(raws[1])], written=executed.encoded if pool is incremental else None)
+    assert _pool_state(incremental) == _pool_state(full)
+    stats = incremental.stats
+    assert (stats["rerun_on_recheck"], stats["kept_on_recheck"], stats["evicted_on_recheck"]) == (1, 1, 0)
