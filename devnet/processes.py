@@ -112,8 +112,12 @@ def is_running(entry: ValidatorEntry) -> bool:
     if pid is None:
         return False
     child = _children.get(pid)
-    if child is not None and child.poll() is not None:
-        del _children[pid]  # reaped now; whether it ran is /proc's (or ps's) answer below, not poll's
+    if child is not None:
+        if child.poll() is None:
+            # Our own child, not reaped, so the pid is still its own. Its args are the answer: /proc's
+            # command line is empty for a moment while the child is still inside execve, after Popen returns.
+            return _is_node_command(" ".join(map(str, child.args)), entry.home)
+        del _children[pid]  # reaped now: /proc (or ps) has no such pid any more
     info = _process_info(pid)
     if info is None:
         return False
@@ -121,7 +125,11 @@ def is_running(entry: ValidatorEntry) -> bool:
     if state.startswith("Z"):
         _reap(pid)
         return False
-    return f" node start --home {entry.home} " in f" {command} "
+    return _is_node_command(command, entry.home)
+
+
+def _is_node_command(command: str, home: str) -> bool:
+    return f" node start --home {home} " in f" {command} "
 
 
 def _process_info(pid: int) -> tuple[str, str] | None:

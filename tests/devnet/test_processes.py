@@ -41,6 +41,24 @@ def test_only_the_validators_own_process_counts(tmp_path: Path, fake_node: subpr
     assert not is_running(_entry(tmp_path / "v1", os.getpid())), "a recycled pid running something else"
 
 
+def test_a_child_still_inside_execve_counts_as_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Popen returns before the kernel has set the child's command line: /proc shows it empty for a moment
+    (seen as `devnet restart` failing with "exited while starting"). A child of ours is judged by its args."""
+    process = subprocess.Popen([sys.executable, "-c", SLEEPER, "node", "start", "--home", str(tmp_path / "v1")])
+    try:
+        monkeypatch.setitem(processes._children, process.pid, process)
+        monkeypatch.setattr(processes, "_process_info", lambda pid: ("R", ""))  # what /proc said mid-execve
+        assert is_running(_entry(tmp_path / "v1", process.pid))
+        assert not is_running(_entry(tmp_path / "v", process.pid)), "our child, but another validator's home"
+        process.kill()
+        process.wait(10)
+        assert not is_running(_entry(tmp_path / "v1", process.pid)), "exited: no longer running, whatever /proc says"
+        assert process.pid not in processes._children
+    finally:
+        process.kill()
+        process.wait(10)
+
+
 def test_kill_and_stop_only_return_once_the_process_is_gone(tmp_path: Path, fake_node: subprocess.Popen[bytes]) -> None:
     entry = _entry(tmp_path / "v1", fake_node.pid)
     poll_until(lambda: is_running(entry), 10, "the fake node to exec")
