@@ -4,7 +4,9 @@
   pending evidence; the header's `state_root` is the root after executing the block, so the hash
   validators vote for commits to the resulting state.
 - A validator executes a proposal before it prevotes (`validate_block`) and keeps the
-  `ExecutedBlock`, so the commit that follows writes it without executing again.
+  `ExecutedBlock`, so the commit that follows writes it without executing again. Both the build and
+  the execution apply the effects the node's mempool recorded where they still hold, instead of
+  running those transactions again (ledger `recorded_effect`).
 - `commit` writes the state, the block, its certificate and the indexes in one atomic batch.
 - `apply_synced` is block sync's path: check the certificate against the validator set of the
   height, execute, commit.
@@ -58,8 +60,6 @@ class CommittedBlock:
     block_bytes: bytes
     certificate: CommitCertificate
     txs: list[Tx]
-    written: frozenset[bytes] = frozenset()
-    """The state keys the block wrote (the mempool re-checks only what they touch)."""
 
 
 class EvidencePool:
@@ -254,7 +254,7 @@ class LedgerApp:
             seen.add(key)
         try:
             executed = self.ledger.execute(
-                BlockInput(header.height, header.time_ms, block.txs, _slashes(block.evidence)), self.verified
+                BlockInput(header.height, header.time_ms, block.txs, _slashes(block.evidence)), self.verified, self.mempool.known_effects()
             )
         except Rejected as exc:
             raise BlockRefused(str(exc)) from None
@@ -299,7 +299,7 @@ class LedgerApp:
         check_invariant(self.ledger.state_root == block.header.state_root, "committed state root is the header's")
         self._executed.clear()
         self.evidence.remove(block.evidence)
-        return CommittedBlock(block, data, certificate, executed.txs, frozenset(executed.state.changes))
+        return CommittedBlock(block, data, certificate, executed.txs)
 
 
 def _slashes(evidence: tuple[DuplicateVoteEvidence, ...]) -> tuple[bytes, ...]:

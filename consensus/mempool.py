@@ -8,22 +8,22 @@ full it refuses with `MempoolFull`, it never evicts an admitted transaction for 
 
 After each commit, `update` drops the committed transactions and queues the rest to be re-checked
 against the new head; those that no longer apply are dropped. The re-check is incremental: each
-entry remembers the state keys it read or wrote when it was last checked, and the writes it made.
-The keys whose values may differ from when the entries were last checked start as the keys the
-block wrote. An entry that touches none of them would compute exactly what it did before, so its
-remembered writes are applied as they are; the others run again (signatures are cached: nonce and
-balance work), and only if one now fails or writes something else do the keys it wrote then and
-writes now join the set. The rule is the ledger's (`may_reuse`, `note_rerun` in ledger/transition.py),
-the one the proposer's block build applies to the effects this pool records.
-A block that starts a new period changes every account's settlement, so then every entry runs
-again; so it does when the block's writes are not known. The head record (height, time, period)
-is written by every block; the types the ledger names in HEAD_PERIOD_ONLY_TYPES (transfers) read
-it only for the period, so for them it does not count while the period stays, while any other type
-that read it runs again. The re-check runs in chunks (`recheck_some`) so a large backlog never
-holds the event loop for long; admissions wait until it is done (`rechecking` is False), since a
-new transaction must be checked after the older ones it may depend on. The proposer takes
-`reap(max_txs, max_bytes)`: the oldest first, re-checked or not (the proposer's `LedgerDB.build`
-applies each candidate to the block's state and skips any that fail).
+entry remembers the value of every state key it read when it was last checked (and the head's
+period), and the writes it made. An entry whose reads all still have those values in the rebuilt
+pool would compute exactly what it did before, so its remembered writes are applied as they are
+(`effect_holds` in ledger/transition.py); the others run again (signatures are cached: nonce and
+balance work). So an entry that read what a transaction before it in the pool wrote is kept when
+the block committed that very transaction. The head record (height, time, period) is written by
+every block; the types the ledger names in HEAD_PERIOD_ONLY_TYPES (transfers) read it only for the
+period, so for them the period is remembered instead of the record, and a block that starts a new
+period makes every entry run again, as it changes every account's settlement. The same records
+let the proposer's build and a validator's execution of a proposal skip the transactions whose
+effects hold (`known_effects`; ledger `recorded_effect`). The re-check runs in chunks
+(`recheck_some`) so a large backlog never holds the event loop for long; admissions wait until it
+is done (`rechecking` is False), since a new transaction must be checked after the older ones it
+may depend on. The proposer takes `reap(max_txs, max_bytes)`: the oldest first, re-checked or not
+(the proposer's `LedgerDB.build` applies each candidate to the block's state and skips any that
+fail).
 
 Gossip does not keep one sender's transactions in nonce order (nonce 1 may reach a node through
 one peer before nonce 0 through another), so a peer's transaction whose nonce is ahead of the
@@ -49,7 +49,7 @@ from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
 from ledger.records import ChainHead
-from ledger.transition import HEAD_PERIOD_ONLY_TYPES, KnownEffects, may_reuse, note_rerun
+from ledger.transition import HEAD_PERIOD_ONLY_TYPES, KnownEffects, effect_holds
 
 __all__ = ["Added", "AddResult", "Mempool", "MempoolFull"]
 
@@ -97,11 +97,16 @@ class Added(NamedTuple):
 
 @dataclass(slots=True)
 class _Entry:
+    """An admitted transaction and its effect when last checked (a ledger `TxEffect`)."""
+
     tx: Tx
     size: int
-    keys: frozenset[bytes] | None
-    """The state keys it read or wrote when last checked; None: it listed a prefix (it depends on
-    more than its keys say), so it is always checked again."""
+    period: int
+    """The period of the head it was last checked on."""
+    reads: dict[bytes, Any] | None
+    """The value of each state key it read from the pool's overlay when last checked (the head
+    record left out for HEAD_PERIOD_ONLY_TYPES); None: it listed a prefix (it depends on more than
+    single keys), so it is always checked again."""
     writes: dict[bytes, Any]
     """What it wrote to the pool's overlay when last checked."""
 
@@ -111,20 +116,20 @@ HEAD_KEY = ChainHead.PREFIX
 
 
 class _ReadTracker:
-    """Stands between a transaction's overlay and the pool's: records every key read through it
-    (and whether a whole prefix was listed). Every read the overlay cannot answer from its own
-    writes comes here, however the ledger's typed reads are written."""
+    """Stands between a transaction's overlay and the pool's: records every key read through it,
+    with the value read (and whether a whole prefix was listed). Every read the overlay cannot
+    answer from its own writes comes here, however the ledger's typed reads are written."""
 
     __slots__ = ("_reader", "reads", "scanned")
 
     def __init__(self, reader: State) -> None:
         self._reader = reader
-        self.reads: set[bytes] = set()
+        self.reads: dict[bytes, Any] = {}
         self.scanned = False
 
     def get(self, key: bytes) -> Any:
-        self.reads.add(key)
-        return self._reader.get(key)
+        value = self.reads[key] = self._reader.get(key)
+        return value
 
     def scan(self, prefix: bytes) -> dict[bytes, Any]:
         self.scanned = True
@@ -147,12 +152,8 @@ class Mempool:
         """Waiting to be re-checked on the new head; all newer than what `_pending` holds."""
         self._bytes = 0
         self._overlay: State = ledger.view()
-        self._height: int = self._overlay.get_head().height
         self._period: int = self._overlay.get_head().period
         """The period of the head the pool was last checked against (the committed view moves under it)."""
-        self._dirty: set[bytes] | None = None
-        """During a re-check: the keys whose values may differ from when the queued entries were
-        last checked (None: all of them)."""
         self._rejected: OrderedDict[bytes, Rejected] = OrderedDict()
         self._parked: OrderedDict[tuple[bytes, int], tuple[Tx, bytes | None]] = OrderedDict()
         self._added: list[Added] = []
@@ -186,10 +187,10 @@ class Mempool:
         return self._overlay.child()
 
     def known_effects(self) -> KnownEffects:
-        """The re-checked entries, in order, with what each read and wrote on top of the head and
-        those before it: what the proposer's `LedgerDB.build` may reuse instead of running them
-        again (the queued ones, checked on an older head, are not in it)."""
-        return KnownEffects(self._height, self._period, list(self._pending.values()))
+        """Every entry's effect when last checked, by transaction hash: what the proposer's
+        `LedgerDB.build` and a validator's `LedgerDB.execute` apply where it holds instead of
+        running the transaction again. A view: valid until the pool next changes."""
+        return _Effects(self._pending, self._recheck)
 
     def reap(self, max_txs: int, max_bytes: int) -> list[bytes]:
         """The oldest pending transactions, at most `max_txs` of at most `max_bytes` in all."""
@@ -303,17 +304,14 @@ class Mempool:
         process_tx(child, tx, self._verified)
         writes = child.changes
         self._overlay.changes.update(writes)
+        reads = tracker.reads
         if tx.type in HEAD_PERIOD_ONLY_TYPES:
-            tracker.reads.discard(HEAD_KEY)
-        keys = None if tracker.scanned else frozenset(tracker.reads.union(writes))
-        return _Entry(tx, size, keys, writes)
+            reads.pop(HEAD_KEY, None)  # the period stands for it (the entry's `period`)
+        return _Entry(tx, size, self._period, None if tracker.scanned else reads, writes)
 
-    def update(
-        self, committed_hashes: Iterable[bytes], recheck_now: int | None = None, written: Iterable[bytes] | None = None
-    ) -> None:
+    def update(self, committed_hashes: Iterable[bytes], recheck_now: int | None = None) -> None:
         """After a commit: drop the committed transactions and queue the rest for re-checking on
-        the new head; re-check `recheck_now` of them at once (None: all). `written` is the state
-        keys the block wrote; without it every remaining transaction runs again."""
+        the new head; re-check `recheck_now` of them at once (None: all)."""
         for tx_hash in committed_hashes:
             entry = self._pending.pop(tx_hash, None) or self._recheck.pop(tx_hash, None)
             if entry is not None:
@@ -321,45 +319,34 @@ class Mempool:
                 self.stats["committed"] += 1
         # Arrival order is `_pending` then `_recheck` (a re-check moves the queue's oldest into
         # `_pending`; nothing is admitted while it runs). All of it is queued again, in that order.
-        old_period = self._period
-        interrupted = bool(self._recheck)  # entries still queued were not checked on the last head
         queue = self._pending
         queue.update(self._recheck)
         self._recheck, self._pending = queue, OrderedDict()
         self._overlay = self._ledger.view()
-        self._height = self._overlay.get_head().height
         self._period = self._overlay.get_head().period
-        if written is None or interrupted or self._period != old_period:
-            self._dirty = None
-        else:
-            self._dirty = set(written)
         self.recheck_some(len(self._recheck) if recheck_now is None else recheck_now)
 
     def recheck_some(self, max_txs: int) -> int:
         """Re-check up to `max_txs` queued transactions, oldest first; returns how many remain.
         When the queue empties, parked transactions whose turn has come are admitted."""
         queue = self._recheck
-        dirty = self._dirty
-        overlay_writes = self._overlay.changes
+        overlay = self._overlay
+        period = self._period
         for _ in range(min(max_txs, len(queue))):
             tx_hash, entry = queue.popitem(last=False)
-            if dirty is not None and may_reuse(dirty, entry):
-                overlay_writes.update(entry.writes)  # it reads what it read before: same writes
+            if effect_holds(overlay, period, entry):
+                overlay.changes.update(entry.writes)  # it reads what it read before: same writes
                 self._pending[tx_hash] = entry
                 self.stats["kept_on_recheck"] += 1
                 continue
             try:
-                checked = self._check(entry.tx, entry.size)
+                self._pending[tx_hash] = self._check(entry.tx, entry.size)
             except Rejected as exc:
-                checked = None
                 self._bytes -= entry.size
                 self._remember_rejected(tx_hash, exc)
                 self.stats["evicted_on_recheck"] += 1
             else:
-                self._pending[tx_hash] = checked
                 self.stats["rerun_on_recheck"] += 1
-            if dirty is not None:
-                note_rerun(dirty, entry, None if checked is None else checked.writes)
         if not queue:
             self._retry_parked()
         return len(queue)
@@ -391,3 +378,16 @@ class Mempool:
         self._rejected[tx_hash] = exc
         if len(self._rejected) > REJECTED_MEMORY:
             self._rejected.popitem(last=False)
+
+
+class _Effects:
+    """The pool's entries by hash, re-checked and queued alike (`Mempool.known_effects`)."""
+
+    __slots__ = ("_pending", "_queued")
+
+    def __init__(self, pending: dict[bytes, _Entry], queued: dict[bytes, _Entry]) -> None:
+        self._pending = pending
+        self._queued = queued
+
+    def get(self, tx_hash: bytes, /) -> _Entry | None:
+        return self._pending.get(tx_hash) or self._queued.get(tx_hash)

@@ -413,7 +413,7 @@ class Node:
     def _after_commit(self, committed: CommittedBlock) -> None:
         header = committed.block.header
         height = header.height
-        self.mempool.update((tx.hash for tx in committed.txs), recheck_now=RECHECK_CHUNK, written=committed.written)
+        self.mempool.update((tx.hash for tx in committed.txs), recheck_now=RECHECK_CHUNK)
         if self.mempool.rechecking and self._recheck_task is None:
             assert self._mempool_ready is not None
             self._mempool_ready.clear()

@@ -142,10 +142,12 @@ class LedgerDB:
         return value, self.commitment.prove(key, view)
 
     # writes -----------------------------------------------------------------------------------------------
-    def execute(self, block: BlockInput, verified: SignatureCache | None = None) -> ExecutedBlock:
-        """Apply `block` on top of the head, in memory. Raises Rejected if it is invalid."""
+    def execute(self, block: BlockInput, verified: SignatureCache | None = None, known: KnownEffects | None = None) -> ExecutedBlock:
+        """Apply `block` on top of the head, in memory. Raises Rejected if it is invalid. `known`:
+        effects of its transactions as this node recorded them (its mempool's), applied where they
+        hold instead of running again (see `apply_block`)."""
         state = self.view()
-        txs = apply_block(state, block, verified)
+        txs = apply_block(state, block, verified, known)
         return self._finish(block, txs, state)
 
     def build(
@@ -156,7 +158,7 @@ class LedgerDB:
         known: KnownEffects | None = None,
     ) -> ExecutedBlock:
         """For a proposer: a block of the candidates that apply, executed (`known`: their effects
-        as the mempool recorded them, see `select_block_txs`)."""
+        as this node's mempool recorded them, see `select_block_txs`)."""
         state = self.view()
         block, txs = select_block_txs(state, block, candidates, verified, known)
         return self._finish(block, txs, state)

@@ -136,64 +136,79 @@ def process_block_header(state: State, block: BlockInput) -> None:
     staking.process_unbonding_releases(state, block.height)
 
 
-def apply_block(state: State, block: BlockInput, verified: SignatureCache | None = None) -> list[Tx]:
+class TxEffect(Protocol):
+    """What applying a transaction did, as recorded by whoever applied it through a read tracker:
+    the period of the head it ran under, the value of every state key it read from the state below
+    it (None: it listed a prefix, so it depends on more than single keys), and the records it wrote
+    (None marks a deletion)."""
+
+    tx: Tx
+    period: int
+    reads: Mapping[bytes, Any] | None
+    writes: Mapping[bytes, Any]
+
+
+class KnownEffects(Protocol):
+    """Recorded effects by transaction hash (a mempool keeps one for each transaction it admitted)."""
+
+    def get(self, tx_hash: bytes, /) -> TxEffect | None: ...
+
+
+def effect_holds(state: State, period: int, effect: TxEffect) -> bool:
+    """Whether applying `effect.tx` to `state`, whose head is in `period`, would write exactly what
+    was recorded. Applying a transaction is a function of the values of the keys it reads (and, for
+    the types in HEAD_PERIOD_ONLY_TYPES, of the head's period, not of its record), so it does when
+    the effect was recorded in this period, listed no prefix, and every key it read still has the
+    value it read then."""
+    reads = effect.reads
+    if reads is None or effect.period != period:
+        return False
+    get = state.get
+    for key, value in reads.items():
+        now = get(key)
+        if now is not value and now != value:
+            return False
+    return True
+
+
+def recorded_effect(state: State, period: int, raw: bytes, verified: SignatureCache, known: KnownEffects) -> TxEffect | None:
+    """The recorded effect of the transaction `raw` that holds on `state` (see `effect_holds`), if
+    `known` has one and `verified` holds its signatures; else None: it must run."""
+    tx = verified.decoded(raw)
+    if tx is None or tx.hash not in verified:
+        return None
+    effect = known.get(tx.hash)
+    if effect is None or not effect_holds(state, period, effect):
+        return None
+    return effect
+
+
+def apply_block(state: State, block: BlockInput, verified: SignatureCache | None = None, known: KnownEffects | None = None) -> list[Tx]:
     """Apply a whole block to `state`. Raises Rejected if any part is invalid; the caller then
     drops `state`. Order: header and period openings, slashes, transactions in order.
 
     Transactions apply to `state` directly, with no overlay each: one rejection rejects the whole
-    block, and `state` with it (LedgerDB.execute applies to a throwaway overlay of the head)."""
+    block, and `state` with it (LedgerDB.execute applies to a throwaway overlay of the head).
+    With `known` (and `verified`), a transaction whose recorded effect holds (`recorded_effect`)
+    has its recorded writes applied instead of running again: the same result, less work."""
     process_block_header(state, block)
     for address in block.slashes:
         process_slash(state, address)
     txs = []
     chain_id = state.get_params().chain_id
+    period = state.get_head().period
     for index, raw in enumerate(block.txs):
+        effect = None if known is None or verified is None else recorded_effect(state, period, raw, verified, known)
+        if effect is not None:
+            state.changes.update(effect.writes)
+            txs.append(effect.tx)
+            continue
         try:
             txs.append(process_tx(state, raw, verified, chain_id))
         except Rejected as exc:
             raise Rejected(Code.BLOCK_INVALID, f"transaction {index}: {exc.code.name}: {exc.message}") from None
     check_conservation(state)
     return txs
-
-
-class TxEffect(Protocol):
-    """What applying a transaction did: the state keys it read or wrote (None: it listed a prefix,
-    so it depends on more than keys say) and the records it wrote (None marks a deletion)."""
-
-    tx: Tx
-    keys: frozenset[bytes] | None
-    writes: Mapping[bytes, Any]
-
-
-@dataclass(frozen=True)
-class KnownEffects:
-    """Transactions already applied one after another, in this order, on top of the state at the
-    head `height` of `period`, each with its effect (a proposer's mempool keeps exactly this).
-
-    Applying a transaction is a function of the values of the keys it reads, so where those values
-    are what they were, its writes are what they were. `select_block_txs` uses that to apply the
-    recorded writes instead of running such a transaction again (see there for when it may)."""
-
-    height: int
-    period: int
-    effects: Sequence[TxEffect]
-
-
-def may_reuse(dirty: set[bytes], effect: TxEffect) -> bool:
-    """Whether a recorded effect still holds: it listed no prefix, and none of the keys it read or
-    wrote is among those (`dirty`) whose values may differ from when it was recorded."""
-    return effect.keys is not None and dirty.isdisjoint(effect.keys)
-
-
-def note_rerun(dirty: set[bytes], recorded: TxEffect, writes: Mapping[bytes, Any] | None) -> None:
-    """A recorded transaction ran again and wrote `writes` (None: it failed). Those recorded after
-    it saw its recorded writes in place, so where it now writes otherwise, the keys it wrote then
-    and writes now join `dirty`."""
-    if writes is not None and writes == recorded.writes:
-        return
-    dirty.update(recorded.writes)
-    if writes is not None:
-        dirty.update(writes)
 
 
 def select_block_txs(
@@ -206,48 +221,30 @@ def select_block_txs(
     """For a proposer: apply the header, then every candidate that still applies, in order, up to
     the block limit. Returns the block of the accepted transactions, applied to `state`.
 
-    With `known` (the effects of the candidates, in this order, on this very state): while the
-    candidates follow `known` one for one, a candidate whose signatures `verified` holds and whose
-    keys no earlier step may have changed has its recorded writes applied without running again.
-    The keys that may have changed start as those the header and slashes wrote, and grow by the
-    writes of every candidate that now does something else than recorded (fails, or writes other
-    values). `known` counts only if it is of this head and the block stays in its period: the head
-    record, which every block writes, is not among the keys of the types in HEAD_PERIOD_ONLY_TYPES.
-    The result is the same as without `known` (a property test pins it)."""
-    head = state.get_head()
+    With `known` (and `verified`), a candidate whose recorded effect holds on the block's state so
+    far (`recorded_effect`) has its recorded writes applied instead of running again. The result
+    is the same as without `known` (property tests pin it)."""
     process_block_header(state, block)
     for address in block.slashes:
         process_slash(state, address)
-    dirty: set[bytes] | None = None
-    effects: Sequence[TxEffect] = ()
-    same_period = state.get_head().period == head.period
-    if known is not None and verified is not None and same_period and (known.height, known.period) == (head.height, head.period):
-        dirty, effects = set(state.changes), known.effects
     accepted_raw: list[bytes] = []
     txs: list[Tx] = []
     chain_id = state.get_params().chain_id
-    for index, raw in enumerate(candidates):
+    period = state.get_head().period
+    for raw in candidates:
         if len(accepted_raw) >= MAX_TXS_PER_BLOCK:
             break
-        effect = None
-        if dirty is not None:
-            effect = effects[index] if index < len(effects) and effects[index].tx.raw == raw else None
-            if effect is None:
-                dirty = None  # past what `known` describes: every later candidate runs
-            elif may_reuse(dirty, effect) and effect.tx.hash in verified:  # type: ignore[operator]
-                state.changes.update(effect.writes)
-                accepted_raw.append(raw)
-                txs.append(effect.tx)
-                continue
+        effect = None if known is None or verified is None else recorded_effect(state, period, raw, verified, known)
+        if effect is not None:
+            state.changes.update(effect.writes)
+            accepted_raw.append(raw)
+            txs.append(effect.tx)
+            continue
         overlay = state.child()
         try:
             tx = process_tx(overlay, raw, verified, chain_id)
         except Rejected:
-            if effect is not None and dirty is not None:
-                note_rerun(dirty, effect, None)
             continue
-        if effect is not None and dirty is not None:
-            note_rerun(dirty, effect, overlay.changes)
         overlay.merge_into_parent()
         accepted_raw.append(raw)
         txs.append(tx)

@@ -1,10 +1,11 @@
-"""`select_block_txs` with `KnownEffects` (ledger/transition.py): a recorded effect is applied only
-where nothing before it may have changed what it read, and a candidate that now does something else
-than recorded makes every later record that touches its keys run again.
+"""`recorded_effect` (ledger/transition.py): a recorded effect is applied, in a proposer's build and in
+a validator's execution alike, only where it holds: recorded in the block's period, listing no
+prefix, its transaction's signatures verified, and every key it read still holding the value it read.
 
-The records here are deliberately wrong where the rule must not trust them: a build that applied one
-of them would differ from the build that runs every candidate. (tests/node/test_mempool.py checks,
-with hypothesis, that the records a real mempool keeps give the very block a full build gives.)"""
+The records here carry deliberately wrong writes (balance 7 each), so where the rule applies one the
+result differs from running the transaction, and where it must not, the result is the run's.
+(tests/node/test_mempool.py checks, with hypothesis, that the records a real mempool keeps give the
+very block and state a full run gives.)"""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from typing import Any
 
 from ledger import BlockInput, SignatureCache, decode_tx
 from ledger.records import Account, account_key
-from ledger.transition import KnownEffects
 from tests.ledger.helpers import key, make_genesis, new_ledger, transfer_tx
 
 
 @dataclass
 class Record:
     tx: Any
-    keys: frozenset[bytes] | None
+    period: int
+    reads: dict[bytes, Any] | None
     writes: dict[bytes, Any]
 
 
@@ -32,43 +33,81 @@ def _setup(raws: list[bytes]) -> tuple[Any, SignatureCache]:
     return ledger, cache
 
 
-def _lie(raw: bytes, *accounts: int) -> Record:
-    """A record of `raw` touching `accounts`, whose writes are wrong (balance 7 each)."""
-    keys = frozenset(account_key(key(i).address) for i in accounts)
-    return Record(decode_tx(raw), keys, {k: Account(7, 9, 0) for k in keys})
+def _lie(ledger: Any, raw: bytes, *accounts: int, period: int = 0) -> Record:
+    """A record of `raw` that read `accounts` as the ledger's head holds them, and wrote them wrong."""
+    keys = [account_key(key(i).address) for i in accounts]
+    return Record(decode_tx(raw), period, {k: ledger.get_record(k) for k in keys}, {k: Account(7, 9, 0) for k in keys})
 
 
-def _builds(raws: list[bytes], records: list[Record]) -> tuple[Any, Any]:
-    ledger, cache = _setup(raws)
-    block = BlockInput(1, 2, (), (key(6).address,))  # the slash writes validator 6's account
-    head = ledger.head
-    known = KnownEffects(head.height, head.period, records)
-    return ledger.build(block, raws, cache, known), ledger.build(block, raws, cache)
+def _by_hash(*records: Record) -> dict[bytes, Record]:
+    return {r.tx.hash: r for r in records}
 
 
-def test_a_rerun_that_writes_otherwise_makes_later_records_touching_its_keys_run_again() -> None:
-    first = transfer_tx(6, 4, 10, 0)  # touches 6, which the slash wrote: runs, writes otherwise than recorded
-    second = transfer_tx(4, 1, 10, 0)  # its record is a lie; account 4 was written otherwise just before
-    reused, rerun = _builds([first, second], [_lie(first, 6, 4), _lie(second, 4, 1)])
-    assert reused.state_root == rerun.state_root and reused.encoded == rerun.encoded
-
-
-def test_a_candidate_that_now_fails_makes_later_records_touching_its_recorded_keys_run_again() -> None:
-    first = transfer_tx(6, 4, 10**12, 0)  # more than 6 holds: fails, though its record says it applied
-    second = transfer_tx(4, 1, 10, 0)
-    reused, rerun = _builds([first, second], [_lie(first, 6, 4), _lie(second, 4, 1)])
-    assert list(rerun.block.txs) == [second]
-    assert reused.block == rerun.block and reused.state_root == rerun.state_root
-
-
-def test_records_of_another_head_or_a_new_period_are_not_used() -> None:
+def test_a_record_whose_reads_hold_is_applied_by_a_build_and_by_an_execution() -> None:
     raw = transfer_tx(1, 2, 10, 0)
     ledger, cache = _setup([raw])
-    head = ledger.head
+    known = _by_hash(_lie(ledger, raw, 1, 2))
     truth = ledger.build(BlockInput(1, 2, ()), [raw], cache)
-    for known in (KnownEffects(head.height + 1, head.period, [_lie(raw, 1, 2)]), KnownEffects(head.height, head.period + 1, [_lie(raw, 1, 2)])):
-        assert ledger.build(BlockInput(1, 2, ()), [raw], cache, known).state_root == truth.state_root
-    new_period = BlockInput(1, 10**9, ())
-    assert ledger.build(new_period, [raw], cache, KnownEffects(head.height, head.period, [_lie(raw, 1, 2)])).state_root == ledger.build(new_period, [raw], cache).state_root
-    applied = ledger.build(BlockInput(1, 2, ()), [raw], cache, KnownEffects(head.height, head.period, [_lie(raw, 1, 2)]))
-    assert applied.state_root != truth.state_root  # the same record on its own head is applied as it is
+    built = ledger.build(BlockInput(1, 2, ()), [raw], cache, known)
+    executed = ledger.execute(BlockInput(1, 2, (raw,)), cache, known)
+    lie = Account(7, 9, 0)
+    for result in (built, executed):
+        assert result.state.changes[account_key(key(1).address)] == lie and result.state_root != truth.state_root
+    assert list(built.block.txs) == [raw] and [tx.hash for tx in executed.txs] == [decode_tx(raw).hash]
+
+
+def test_a_record_is_run_where_a_key_it_read_changed_before_it() -> None:
+    """The slash writes validator 6's account, which 6->4 read; 6->4 then writes account 4, which
+    4->1 read: both run, and the block is the one a full run makes."""
+    first, second, third = transfer_tx(6, 4, 10, 0), transfer_tx(4, 1, 10, 0), transfer_tx(2, 3, 10, 0)
+    ledger, cache = _setup([first, second, third])
+    known = _by_hash(_lie(ledger, first, 6, 4), _lie(ledger, second, 4, 1))
+    block = BlockInput(1, 2, (first, second, third), (key(6).address,))
+    truth = ledger.execute(block, cache)
+    assert ledger.execute(block, cache, known).encoded == truth.encoded
+    built = ledger.build(BlockInput(1, 2, (), block.slashes), list(block.txs), cache, known)
+    assert built.block == truth.block and built.encoded == truth.encoded
+
+
+def test_a_record_that_now_fails_is_run_and_refused() -> None:
+    """Its record says it applied, but a transfer before it in the block spent the balance it read."""
+    spend, late = transfer_tx(1, 2, 1_000_000, 0), transfer_tx(1, 3, 500, 1)
+    ledger, cache = _setup([spend, late])
+    record = _lie(ledger, late, 1, 3)
+    built = ledger.build(BlockInput(1, 2, ()), [spend, late], cache, _by_hash(record))
+    assert list(built.block.txs) == [spend]
+    assert built.encoded == ledger.build(BlockInput(1, 2, ()), [spend, late], cache).encoded
+
+
+def test_records_of_another_period_listing_a_prefix_or_unverified_are_not_used() -> None:
+    raw = transfer_tx(1, 2, 10, 0)
+    ledger, cache = _setup([raw])
+    truth = ledger.build(BlockInput(1, 2, ()), [raw], cache)
+    other_period = _lie(ledger, raw, 1, 2, period=1)
+    prefix = _lie(ledger, raw, 1, 2)
+    prefix.reads = None
+    for record in (other_period, prefix):
+        assert ledger.build(BlockInput(1, 2, ()), [raw], cache, _by_hash(record)).state_root == truth.state_root
+        assert ledger.execute(BlockInput(1, 2, (raw,)), cache, _by_hash(record)).state_root == truth.state_root
+    record = _lie(ledger, raw, 1, 2)
+    new_period = BlockInput(1, 10**9, (raw,))  # the block opens a later period than the record's
+    assert ledger.execute(new_period, cache, _by_hash(record)).state_root == ledger.execute(new_period, cache).state_root
+    unverified = SignatureCache()
+    assert ledger.execute(BlockInput(1, 2, (raw,)), unverified, _by_hash(record)).state_root == truth.state_root
+
+
+def test_a_record_made_on_an_older_head_holds_where_its_reads_are_unchanged() -> None:
+    """Heights do not matter, values do: a block of other accounts between the record and its use."""
+    raw, other = transfer_tx(1, 2, 10, 0), transfer_tx(3, 4, 10, 0)
+    ledger, cache = _setup([raw, other])
+    record = _lie(ledger, raw, 1, 2)
+    ledger.commit(ledger.execute(BlockInput(1, 2, (other,)), cache))
+    executed = ledger.execute(BlockInput(2, 3, (raw,)), cache, _by_hash(record))
+    assert executed.state.changes[account_key(key(2).address)] == Account(7, 9, 0)
+    stale = _lie(ledger, other, 3, 4)  # read 3 and 4 as committed now...
+    stale.reads = {k: Account(1_000_000, 0, 0) for k in stale.reads}  # ...but it claims the genesis values
+    follow = transfer_tx(3, 4, 10, 1)
+    stale.tx = decode_tx(follow)
+    cache.remember(stale.tx)
+    block = BlockInput(2, 3, (follow,))
+    assert ledger.execute(block, cache, _by_hash(stale)).encoded == ledger.execute(block, cache).encoded

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from unittest.mock import patch
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,12 +23,18 @@ def make_pool(**bounds: int) -> tuple[Mempool, SignatureCache]:
     return Mempool(ledger, cache, **bounds), cache
 
 
-def commit_block(pool: Mempool, cache: SignatureCache, block: BlockInput, recheck_now: int | None = None, incremental: bool = False) -> None:
-    """Execute and commit `block` on the pool's ledger, then tell the pool; with `incremental`,
-    the block's written keys too (as the node does)."""
+def commit_block(pool: Mempool, cache: SignatureCache, block: BlockInput, recheck_now: int | None = None) -> None:
+    """Execute and commit `block` on the pool's ledger, then tell the pool."""
     executed = pool._ledger.execute(block, cache)
     pool._ledger.commit(executed)
-    pool.update([tx.hash for tx in executed.txs], recheck_now=recheck_now, written=executed.encoded if incremental else None)
+    pool.update([tx.hash for tx in executed.txs], recheck_now=recheck_now)
+
+
+def update_running_every_entry(pool: Mempool, committed: list[bytes]) -> None:
+    """The reference the incremental re-check is held to: `update`, with every entry run again
+    (no recorded effect trusted)."""
+    with patch("consensus.mempool.effect_holds", return_value=False):
+        pool.update(committed)
 
 
 def test_add_admits_valid_transaction_and_caches_signature() -> None:
@@ -219,7 +228,7 @@ def _twin_pools(txs: list[bytes]) -> list[Mempool]:
 
 
 def _pool_state(pool: Mempool) -> tuple[list[bytes], dict[bytes, object]]:
-    keys = sorted(set(pool._overlay.changes) | {k for e in pool._pending.values() for k in (e.keys or ())})
+    keys = sorted(set(pool._overlay.changes) | {k for e in pool._pending.values() for k in (e.reads or ())})
     return pool.reap(10_000, 1 << 30), {k: pool._overlay.get(k) for k in keys}
 
 
@@ -258,8 +267,8 @@ def test_incremental_recheck_leaves_the_pool_as_a_full_recheck_would(
         ledger = pool._ledger
         executed = ledger.build(BlockInput(1, block_time, ()), chosen + extra, SignatureCache())
         ledger.commit(executed)
-        written = executed.encoded if pool is incremental else None
-        pool.update([tx.hash for tx in executed.txs], written=written)
+        committed = [tx.hash for tx in executed.txs]
+        pool.update(committed) if pool is incremental else update_running_every_entry(pool, committed)
         assert not pool.rechecking
     assert _pool_state(incremental) == _pool_state(full)
 
@@ -269,18 +278,23 @@ def _sender_of(raw: bytes) -> int:
     return next(i for i in range(1, 6) if key(i).address == sender)
 
 
-def test_entries_a_block_does_not_touch_are_kept_without_running_them() -> None:
+def test_entries_whose_reads_still_hold_are_kept_without_running_them() -> None:
     pool, cache = make_pool()
-    mine = [transfer_tx(1, 2, 1, n) for n in range(3)]
+    mine = [transfer_tx(1, 2, 1, n) for n in range(4)]
     for raw in mine:
         pool.add(raw)
-    commit_block(pool, cache, BlockInput(1, 1, ()), incremental=True)  # an empty block writes only the head
-    assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 0
-    commit_block(pool, cache, BlockInput(2, 2, (mine[0],)), incremental=True)  # writes accounts 1 and 2
-    assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 2
+    commit_block(pool, cache, BlockInput(1, 1, ()))  # an empty block writes only the head
+    assert pool.stats["kept_on_recheck"] == 4 and pool.stats["rerun_on_recheck"] == 0
+    # The block commits mine[0]: accounts 1 and 2 now hold what mine[1] read in the pool.
+    commit_block(pool, cache, BlockInput(2, 2, (mine[0],)))
+    assert pool.stats["kept_on_recheck"] == 7 and pool.stats["rerun_on_recheck"] == 0
     assert pool.reap(10, 1 << 20) == mine[1:]
-    commit_block(pool, cache, BlockInput(3, PERIOD_MS, ()), incremental=True)  # a new period: all run again
-    assert pool.stats["kept_on_recheck"] == 3 and pool.stats["rerun_on_recheck"] == 4
+    # A transfer the pool never saw changes both accounts: every entry reads them, every entry runs.
+    commit_block(pool, cache, BlockInput(3, 3, (transfer_tx(2, 1, 5, 0),)))
+    assert pool.stats["kept_on_recheck"] == 7 and pool.stats["rerun_on_recheck"] == 3
+    commit_block(pool, cache, BlockInput(4, PERIOD_MS, ()))  # a new period: all run again
+    assert pool.stats["kept_on_recheck"] == 7 and pool.stats["rerun_on_recheck"] == 6
+    assert pool.reap(10, 1 << 20) == mine[1:]
 
 
 def test_every_typed_read_of_an_overlay_reaches_the_tracker() -> None:
@@ -307,23 +321,33 @@ def test_the_pool_tracks_what_a_transfer_reads_and_writes() -> None:
     pool, _ = make_pool()
     _, tx_hash = pool.add(transfer_tx(1, 2, 1, 0))
     entry = pool._pending[tx_hash]
-    assert entry.keys is not None and {account_key(key(1).address), account_key(key(2).address)} <= entry.keys
-    assert set(entry.writes) == {account_key(key(1).address), account_key(key(2).address)}
+    accounts = {account_key(key(1).address), account_key(key(2).address)}
+    assert entry.reads is not None and accounts <= set(entry.reads)
+    assert all(entry.reads[k] == pool._ledger.get_record(k) for k in accounts), "the values read, from the head"
+    assert set(entry.writes) == accounts
+    assert entry.period == pool._ledger.head.period
 
 
-def test_a_rerun_that_writes_what_it_wrote_before_stops_the_cascade() -> None:
-    """A chain of transfers 1->2, 2->3, 3->4, 4->5, each touching the next one's sender. The block
-    carries the first: 2->3 runs again (account 2 changed on the chain) but writes what it wrote in
-    the pool already, so 3->4 and 4->5 are kept as they are."""
-    ledger = new_ledger(make_genesis({i: 1_000 for i in range(1, 6)}))
-    cache = SignatureCache()
-    pool = Mempool(ledger, cache)
-    chain = [transfer_tx(i, i + 1, 10, 0) for i in range(1, 5)]
-    for raw in chain:
-        pool.add(raw)
-    commit_block(pool, cache, BlockInput(1, 1, (chain[0],)), incremental=True)
-    assert pool.stats["rerun_on_recheck"] == 1 and pool.stats["kept_on_recheck"] == 2
-    assert pool.reap(10, 1 << 20) == chain[1:]
+def test_an_entry_that_read_what_the_block_committed_is_kept_and_a_rerun_stops_where_values_agree() -> None:
+    """A chain of transfers 1->2, 2->3, 3->4, 4->5, each reading the account the one before it
+    wrote. A block of the first leaves account 2 as 2->3 read it in the pool: all three are kept.
+    A block of a transfer the pool never saw, 6->2, changes account 2: 1->2 and 2->3 run again, and
+    2->3 writes account 3 as it did before, so 3->4 and 4->5 are kept."""
+    pools = []
+    for block_tx in (0, 1):
+        ledger = new_ledger(make_genesis({i: 1_000 for i in range(1, 7)}))
+        cache = SignatureCache()
+        pool = Mempool(ledger, cache)
+        chain = [transfer_tx(i, i + 1, 10, 0) for i in range(1, 5)]
+        for raw in chain:
+            pool.add(raw)
+        commit_block(pool, cache, BlockInput(1, 1, (chain[0] if block_tx == 0 else transfer_tx(6, 2, 5, 0),)))
+        pools.append((pool, chain))
+    (same, chain), (foreign, _) = pools
+    assert (same.stats["rerun_on_recheck"], same.stats["kept_on_recheck"]) == (0, 3)
+    assert same.reap(10, 1 << 20) == chain[1:]
+    assert (foreign.stats["rerun_on_recheck"], foreign.stats["kept_on_recheck"]) == (2, 2)
+    assert foreign.reap(10, 1 << 20) == chain
 
 
 # The proposer's build from the pool's recorded effects ----------------------------------------------------
@@ -369,7 +393,7 @@ def test_a_build_from_the_pools_effects_is_the_build_that_runs_every_transaction
         chosen = [raw for raw, take in zip(pool.reap(10_000, 1 << 30), first_block) if take]
         executed = ledger.build(BlockInput(1, 1, ()), chosen, cache)
         ledger.commit(executed)
-        pool.update([tx.hash for tx in executed.txs], recheck_now=recheck_now, written=executed.encoded)
+        pool.update([tx.hash for tx in executed.txs], recheck_now=recheck_now)
     height = ledger.head.height + 1
     block = BlockInput(height, block_time + height, (), (key(6).address,) if slash else ())
     candidates = pool.reap(10_000, 1 << 30)
@@ -378,6 +402,54 @@ def test_a_build_from_the_pools_effects_is_the_build_that_runs_every_transaction
     assert reused.block == rerun.block
     assert [tx.hash for tx in reused.txs] == [tx.hash for tx in rerun.txs]
     assert reused.encoded == rerun.encoded and reused.state_root == rerun.state_root
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    offered=st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 400_000)), min_size=1, max_size=25),
+    order=st.randoms(use_true_random=False),
+    first_block=st.lists(st.booleans(), max_size=25),
+    block_time=st.sampled_from([2, PERIOD_MS - 1, PERIOD_MS, 3 * PERIOD_MS]),
+    slash=st.booleans(),
+)
+def test_a_validators_execution_from_its_own_pools_effects_is_the_full_execution(
+    offered: list[tuple[int, int, int]], order: Any, first_block: list[bool], block_time: int, slash: bool
+) -> None:
+    """A validator's pool received the proposer's transactions in another order (gossip), so its
+    recorded effects were made on other intermediate states. Executing the proposer's block with
+    them (`LedgerDB.execute(..., known)`) gives the very state and root the proposer built, and a
+    full execution gives: after a first block or not, in the same period or a new one, with a slash."""
+    from consensus.mempool import Mempool
+
+    genesis = make_genesis({i: 1_000_000 for i in range(1, 7)}, members=(1, 2), validators={6: 5_000_000})
+    nonces = {i: 0 for i in range(1, 7)}
+    txs = []
+    for sender, to, amount in offered:
+        txs.append(transfer_tx(sender, to, amount, nonces[sender]))
+        nonces[sender] += 1
+    arrival = list(txs)
+    order.shuffle(arrival)
+    proposer, validator = (Mempool(new_ledger(genesis), SignatureCache()) for _ in range(2))
+    for pool, offered_txs in ((proposer, txs), (validator, arrival)):
+        for raw in offered_txs:
+            try:
+                pool.add(raw)
+            except Rejected:
+                pass  # a nonce ahead of its predecessor, or a balance short: as gossip would have it
+    if any(first_block):
+        chosen = [raw for raw, take in zip(proposer.reap(10_000, 1 << 30), first_block) if take]
+        executed = proposer._ledger.build(BlockInput(1, 1, ()), chosen, proposer._verified, proposer.known_effects())
+        for pool in (proposer, validator):
+            pool._ledger.commit(pool._ledger.execute(executed.block, pool._verified, pool.known_effects()))
+            pool.update([tx.hash for tx in executed.txs])
+    height = proposer._ledger.head.height + 1
+    block = BlockInput(height, block_time + height, (), (key(6).address,) if slash else ())
+    built = proposer._ledger.build(block, proposer.reap(10_000, 1 << 30), proposer._verified, proposer.known_effects())
+    reused = validator._ledger.execute(built.block, validator._verified, validator.known_effects())
+    full = validator._ledger.execute(built.block, validator._verified)
+    assert reused.encoded == full.encoded == built.encoded
+    assert reused.state_root == full.state_root == built.state_root
+    assert [tx.hash for tx in reused.txs] == [tx.hash for tx in full.txs]
 
 
 def test_a_build_from_the_pools_effects_runs_only_what_a_slash_touched(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -401,7 +473,7 @@ def test_a_build_from_the_pools_effects_runs_only_what_a_slash_touched(monkeypat
     executed = ledger.build(block, pool.reap(100, 1 << 20), cache, pool.known_effects())
     assert list(executed.block.txs) == raws
     slash_writes = ledger.build(BlockInput(1, 2, (), (key(6).address,)), [], cache).encoded
-    assert ran == [raw for raw in raws if not {k for k in pool._pending[sha256(raw)].keys}.isdisjoint(slash_writes)]
+    assert ran == [raw for raw in raws if not set(pool._pending[sha256(raw)].reads or ()).isdisjoint(slash_writes)]
     assert ran == [raws[2]]
 
 
@@ -426,11 +498,11 @@ def test_an_entry_that_lists_a_prefix_runs_again_and_dirties_only_what_it_writes
             pool.add(raw)
         pools.append(pool)
     incremental, full = pools
-    assert incremental._pending[sha256(raws[0])].keys is None
+    assert incremental._pending[sha256(raws[0])].reads is None
     for pool in (incremental, full):
         executed = pool._ledger.execute(BlockInput(1, 1, (raws[1],)), SignatureCache())  # touches 1 and 2 only
         pool._ledger.commit(executed)
-        pool.update([sha256(raws[1])], written=executed.encoded if pool is incremental else None)
+        pool.update([sha256(raws[1])]) if pool is incremental else update_running_every_entry(pool, [sha256(raws[1])])
     assert _pool_state(incremental) == _pool_state(full)
     stats = incremental.stats
     assert (stats["rerun_on_recheck"], stats["kept_on_recheck"], stats["evicted_on_recheck"]) == (1, 1, 0)

@@ -19,7 +19,7 @@ from consensus.verifier import Verifier
 from ledger import BlockInput, SignatureCache
 from ledger.crypto import sha256
 from tests.ledger.helpers import CHAIN_ID, addr, community_genesis, council_tx, new_ledger, signed_tx, transfer_tx
-from tests.node.test_mempool import _pool_state
+from tests.node.test_mempool import _pool_state, update_running_every_entry
 from tests.node.test_node_inprocess import lone_validator_home
 
 PEER_A = SimpleNamespace(name="a", node_id=b"\x0a" * 32)
@@ -37,19 +37,19 @@ PEER_B = SimpleNamespace(name="b", node_id=b"\x0b" * 32)
     ids=["provider_add", "housing_apply_waiting", "housing_apply_granted"],
 )
 def test_incremental_recheck_keeps_writes_made_at_an_older_head_height(raw: bytes, units: tuple[tuple[str, int], ...]) -> None:
-    """mempool.py `update` drops HEAD_KEY from the dirty keys, so an entry whose writes embed the
-    head's height (provider_add: Provider(registered_height); housing_apply: the application's
-    applied_height or the right's granted_height, checked the same way) is kept with the height of
-    the head it was first checked on. A full re-check writes the new head's height: the two pools
-    differ (the comparison the module's own hypothesis test makes, `_pool_state`, which offers
-    transfers only)."""
+    """An entry whose writes embed the head's height (provider_add: Provider(registered_height);
+    housing_apply: the application's applied_height or the right's granted_height) must run again
+    on a new head, as a full re-check does: its recorded reads keep the head record (only the types
+    in HEAD_PERIOD_ONLY_TYPES leave it out for the period). Were it kept, it would carry the height
+    of the head it was first checked on and the pools would differ (the comparison the module's own
+    hypothesis test makes, `_pool_state`, which offers transfers only)."""
     incremental, full = (Mempool(new_ledger(community_genesis(units=units)), SignatureCache()) for _ in range(2))
     for pool in (incremental, full):
         pool.add(raw)
         ledger = pool._ledger
         executed = ledger.execute(BlockInput(1, 1, ()), SignatureCache())  # same period, height 0 -> 1
         ledger.commit(executed)
-        pool.update([], written=executed.encoded if pool is incremental else None)
+        pool.update([]) if pool is incremental else update_running_every_entry(pool, [])
         assert not pool.rechecking
     assert _pool_state(incremental) == _pool_state(full)
 
