@@ -99,12 +99,13 @@ class BlockStore:
         set_key = VALIDATOR_SET + block.header.validators_hash
         if self._store.get(set_key) is None:
             records[set_key] = msgpack.packb([[v.address, v.name, v.stake] for v in validators], use_bin_type=True)
+        at_height, newest_height = h8(height), h8(_MAX_HEIGHT_KEY - height)
         for index, tx in enumerate(txs):
-            location = h8(height) + index.to_bytes(4, "big")
-            records[TX_LOCATION + tx.hash] = location
-            newest_first = h8(_MAX_HEIGHT_KEY - height) + index.to_bytes(4, "big")
+            position, tx_hash = index.to_bytes(4, "big"), tx.hash
+            records[TX_LOCATION + tx_hash] = at_height + position
+            newest_first = newest_height + position
             for address in tx_addresses(tx):
-                records[ACCOUNT_TX + address + newest_first] = tx.hash
+                records[ACCOUNT_TX + address + newest_first] = tx_hash
         for evidence in block.evidence:
             records[EVIDENCE + evidence_id(evidence)] = h8(height)
         return records

@@ -8,15 +8,15 @@ full it refuses with `MempoolFull`, it never evicts an admitted transaction for 
 
 After each commit, `update` drops the committed transactions and queues the rest to be re-checked
 against the new head; those that no longer apply are dropped. The re-check is incremental: each
-entry remembers the value of every state key it read when it was last checked (and the head's
-period), and the writes it made. An entry whose reads all still have those values in the rebuilt
+entry remembers the value of every state key it read when it was last checked, and the writes
+it made. An entry whose reads all still have those values in the rebuilt
 pool would compute exactly what it did before, so its remembered writes are applied as they are
 (`effect_holds` in ledger/transition.py); the others run again (signatures are cached: nonce and
 balance work). So an entry that read what a transaction before it in the pool wrote is kept when
 the block committed that very transaction. The head record (height, time, period) is written by
 every block; the types the ledger names in HEAD_PERIOD_ONLY_TYPES (transfers) read it only for the
-period, so for them the period is remembered instead of the record, and a block that starts a new
-period makes every entry run again, as it changes every account's settlement. The same records
+period, so for them the ledger compares only that, and a block that starts a new period makes
+every entry run again, as it changes every account's settlement. The same records
 let the proposer's build and a validator's execution of a proposal skip the transactions whose
 effects hold (`known_effects`; ledger `recorded_effect`). The re-check runs in chunks
 (`recheck_some`) so a large backlog never holds the event loop for long; admissions wait until it
@@ -48,8 +48,7 @@ from typing import Any, NamedTuple
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
-from ledger.records import ChainHead
-from ledger.transition import HEAD_PERIOD_ONLY_TYPES, KnownEffects, effect_holds
+from ledger.transition import KnownEffects, effect_holds
 
 __all__ = ["Added", "AddResult", "Mempool", "MempoolFull"]
 
@@ -101,18 +100,11 @@ class _Entry:
 
     tx: Tx
     size: int
-    period: int
-    """The period of the head it was last checked on."""
     reads: dict[bytes, Any] | None
-    """The value of each state key it read from the pool's overlay when last checked (the head
-    record left out for HEAD_PERIOD_ONLY_TYPES); None: it listed a prefix (it depends on more than
-    single keys), so it is always checked again."""
+    """The value of each state key it read from the pool's overlay when last checked; None: it
+    listed a prefix (it depends on more than single keys), so it is always checked again."""
     writes: dict[bytes, Any]
     """What it wrote to the pool's overlay when last checked."""
-
-
-HEAD_KEY = ChainHead.PREFIX
-"""The chain head record's key (height, time, period): every block writes it."""
 
 
 class _ReadTracker:
@@ -152,8 +144,6 @@ class Mempool:
         """Waiting to be re-checked on the new head; all newer than what `_pending` holds."""
         self._bytes = 0
         self._overlay: State = ledger.view()
-        self._period: int = self._overlay.get_head().period
-        """The period of the head the pool was last checked against (the committed view moves under it)."""
         self._rejected: OrderedDict[bytes, Rejected] = OrderedDict()
         self._parked: OrderedDict[tuple[bytes, int], tuple[Tx, bytes | None]] = OrderedDict()
         self._added: list[Added] = []
@@ -304,10 +294,7 @@ class Mempool:
         process_tx(child, tx, self._verified)
         writes = child.changes
         self._overlay.changes.update(writes)
-        reads = tracker.reads
-        if tx.type in HEAD_PERIOD_ONLY_TYPES:
-            reads.pop(HEAD_KEY, None)  # the period stands for it (the entry's `period`)
-        return _Entry(tx, size, self._period, None if tracker.scanned else reads, writes)
+        return _Entry(tx, size, None if tracker.scanned else tracker.reads, writes)
 
     def update(self, committed_hashes: Iterable[bytes], recheck_now: int | None = None) -> None:
         """After a commit: drop the committed transactions and queue the rest for re-checking on
@@ -323,7 +310,6 @@ class Mempool:
         queue.update(self._recheck)
         self._recheck, self._pending = queue, OrderedDict()
         self._overlay = self._ledger.view()
-        self._period = self._overlay.get_head().period
         self.recheck_some(len(self._recheck) if recheck_now is None else recheck_now)
 
     def recheck_some(self, max_txs: int) -> int:
@@ -331,10 +317,9 @@ class Mempool:
         When the queue empties, parked transactions whose turn has come are admitted."""
         queue = self._recheck
         overlay = self._overlay
-        period = self._period
         for _ in range(min(max_txs, len(queue))):
             tx_hash, entry = queue.popitem(last=False)
-            if effect_holds(overlay, period, entry):
+            if effect_holds(overlay, entry):
                 overlay.changes.update(entry.writes)  # it reads what it read before: same writes
                 self._pending[tx_hash] = entry
                 self.stats["kept_on_recheck"] += 1

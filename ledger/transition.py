@@ -77,8 +77,13 @@ check_invariant(TX_PROCESSORS.keys() == TX_SCHEMAS.keys(), "every transaction ty
 HEAD_PERIOD_ONLY_TYPES = frozenset({"transfer"})
 """Transaction types whose processing reads the chain head for its period alone (settlement), never
 its height or time: applied to two states that differ only in the head's height and time, they
-write the same. The mempool relies on it to keep such transactions across a block of the same
-period without running them again (tests/ledger/test_process_tx.py pins it)."""
+write the same. `effect_holds` relies on it, so consensus does: validators and proposers apply such
+a transaction's recorded writes in a later block of the same period without running it again, and a
+type listed here wrongly would make nodes with and without records disagree on the state root
+(tests/ledger/test_process_tx.py pins it for every type listed)."""
+
+HEAD_KEY = ChainHead.PREFIX
+"""The chain head record's key (height, time, period): every block writes it."""
 
 
 def process_tx(
@@ -138,12 +143,11 @@ def process_block_header(state: State, block: BlockInput) -> None:
 
 class TxEffect(Protocol):
     """What applying a transaction did, as recorded by whoever applied it through a read tracker:
-    the period of the head it ran under, the value of every state key it read from the state below
-    it (None: it listed a prefix, so it depends on more than single keys), and the records it wrote
-    (None marks a deletion)."""
+    the value of every state key it read from the state below it, the head record included (None:
+    it listed a prefix, so it depends on more than single keys), and the records it wrote (None
+    marks a deletion). A key it read after writing it is not a read from below."""
 
     tx: Tx
-    period: int
     reads: Mapping[bytes, Any] | None
     writes: Mapping[bytes, Any]
 
@@ -154,31 +158,36 @@ class KnownEffects(Protocol):
     def get(self, tx_hash: bytes, /) -> TxEffect | None: ...
 
 
-def effect_holds(state: State, period: int, effect: TxEffect) -> bool:
-    """Whether applying `effect.tx` to `state`, whose head is in `period`, would write exactly what
-    was recorded. Applying a transaction is a function of the values of the keys it reads (and, for
-    the types in HEAD_PERIOD_ONLY_TYPES, of the head's period, not of its record), so it does when
-    the effect was recorded in this period, listed no prefix, and every key it read still has the
-    value it read then."""
+def effect_holds(state: State, effect: TxEffect) -> bool:
+    """Whether applying `effect.tx` to `state` would write exactly what was recorded. Applying a
+    transaction is a function of the values of the keys it reads, so it does when it listed no
+    prefix and every key it read still has the value it read then; for the types in
+    HEAD_PERIOD_ONLY_TYPES, the head record need only be of the same period."""
     reads = effect.reads
-    if reads is None or effect.period != period:
+    if reads is None:
         return False
+    period_only = effect.tx.type in HEAD_PERIOD_ONLY_TYPES
     get = state.get
     for key, value in reads.items():
         now = get(key)
-        if now is not value and now != value:
+        if now is value:
+            continue
+        if key == HEAD_KEY and period_only:
+            if now.period != value.period:
+                return False
+        elif now != value:
             return False
     return True
 
 
-def recorded_effect(state: State, period: int, raw: bytes, verified: SignatureCache, known: KnownEffects) -> TxEffect | None:
+def recorded_effect(state: State, raw: bytes, verified: SignatureCache, known: KnownEffects) -> TxEffect | None:
     """The recorded effect of the transaction `raw` that holds on `state` (see `effect_holds`), if
-    `known` has one and `verified` holds its signatures; else None: it must run."""
+    `known` has one for these very bytes and `verified` holds its signatures; else None: it must run."""
     tx = verified.decoded(raw)
     if tx is None or tx.hash not in verified:
         return None
     effect = known.get(tx.hash)
-    if effect is None or not effect_holds(state, period, effect):
+    if effect is None or effect.tx.raw != raw or not effect_holds(state, effect):
         return None
     return effect
 
@@ -196,9 +205,8 @@ def apply_block(state: State, block: BlockInput, verified: SignatureCache | None
         process_slash(state, address)
     txs = []
     chain_id = state.get_params().chain_id
-    period = state.get_head().period
     for index, raw in enumerate(block.txs):
-        effect = None if known is None or verified is None else recorded_effect(state, period, raw, verified, known)
+        effect = None if known is None or verified is None else recorded_effect(state, raw, verified, known)
         if effect is not None:
             state.changes.update(effect.writes)
             txs.append(effect.tx)
@@ -230,11 +238,10 @@ def select_block_txs(
     accepted_raw: list[bytes] = []
     txs: list[Tx] = []
     chain_id = state.get_params().chain_id
-    period = state.get_head().period
     for raw in candidates:
         if len(accepted_raw) >= MAX_TXS_PER_BLOCK:
             break
-        effect = None if known is None or verified is None else recorded_effect(state, period, raw, verified, known)
+        effect = None if known is None or verified is None else recorded_effect(state, raw, verified, known)
         if effect is not None:
             state.changes.update(effect.writes)
             accepted_raw.append(raw)

@@ -1,6 +1,7 @@
 """`recorded_effect` (ledger/transition.py): a recorded effect is applied, in a proposer's build and in
-a validator's execution alike, only where it holds: recorded in the block's period, listing no
-prefix, its transaction's signatures verified, and every key it read still holding the value it read.
+a validator's execution alike, only where it holds: recorded for these very bytes, listing no prefix,
+its transaction's signatures verified, and every key it read still holding the value it read (for a
+transfer, the head record only its period).
 
 The records here carry deliberately wrong writes (balance 7 each), so where the rule applies one the
 result differs from running the transaction, and where it must not, the result is the run's.
@@ -9,10 +10,13 @@ very block and state a full run gives.)"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ledger import BlockInput, SignatureCache, decode_tx
+import pytest
+
+from ledger import BlockInput, Rejected, SignatureCache, decode_tx
+from ledger.errors import Code
 from ledger.records import Account, account_key
 from tests.ledger.helpers import key, make_genesis, new_ledger, transfer_tx
 
@@ -20,7 +24,6 @@ from tests.ledger.helpers import key, make_genesis, new_ledger, transfer_tx
 @dataclass
 class Record:
     tx: Any
-    period: int
     reads: dict[bytes, Any] | None
     writes: dict[bytes, Any]
 
@@ -33,10 +36,15 @@ def _setup(raws: list[bytes]) -> tuple[Any, SignatureCache]:
     return ledger, cache
 
 
-def _lie(ledger: Any, raw: bytes, *accounts: int, period: int = 0) -> Record:
-    """A record of `raw` that read `accounts` as the ledger's head holds them, and wrote them wrong."""
+HEAD = b"c"
+
+
+def _lie(ledger: Any, raw: bytes, *accounts: int) -> Record:
+    """A record of `raw` that read the head and `accounts` as the ledger holds them now, and wrote
+    the accounts wrong."""
     keys = [account_key(key(i).address) for i in accounts]
-    return Record(decode_tx(raw), period, {k: ledger.get_record(k) for k in keys}, {k: Account(7, 9, 0) for k in keys})
+    reads = {HEAD: ledger.head, **{k: ledger.get_record(k) for k in keys}}
+    return Record(decode_tx(raw), reads, {k: Account(7, 9, 0) for k in keys})
 
 
 def _by_hash(*records: Record) -> dict[bytes, Record]:
@@ -79,13 +87,15 @@ def test_a_record_that_now_fails_is_run_and_refused() -> None:
     assert built.encoded == ledger.build(BlockInput(1, 2, ()), [spend, late], cache).encoded
 
 
-def test_records_of_another_period_listing_a_prefix_or_unverified_are_not_used() -> None:
-    raw = transfer_tx(1, 2, 10, 0)
-    ledger, cache = _setup([raw])
+def test_records_of_another_period_listing_a_prefix_of_other_bytes_or_unverified_are_not_used() -> None:
+    raw, other = transfer_tx(1, 2, 10, 0), transfer_tx(1, 2, 11, 0)
+    ledger, cache = _setup([raw, other])
     truth = ledger.build(BlockInput(1, 2, ()), [raw], cache)
-    other_period = _lie(ledger, raw, 1, 2, period=1)
+    other_period = _lie(ledger, raw, 1, 2)
+    other_period.reads = {**other_period.reads, HEAD: replace(ledger.head, period=ledger.head.period + 1)}
     prefix = _lie(ledger, raw, 1, 2)
     prefix.reads = None
+    other_bytes = _lie(ledger, other, 1, 2)  # filed under raw's hash below: a record of other bytes
     for record in (other_period, prefix):
         assert ledger.build(BlockInput(1, 2, ()), [raw], cache, _by_hash(record)).state_root == truth.state_root
         assert ledger.execute(BlockInput(1, 2, (raw,)), cache, _by_hash(record)).state_root == truth.state_root
@@ -94,6 +104,41 @@ def test_records_of_another_period_listing_a_prefix_or_unverified_are_not_used()
     assert ledger.execute(new_period, cache, _by_hash(record)).state_root == ledger.execute(new_period, cache).state_root
     unverified = SignatureCache()
     assert ledger.execute(BlockInput(1, 2, (raw,)), unverified, _by_hash(record)).state_root == truth.state_root
+    misfiled = {decode_tx(raw).hash: other_bytes}
+    assert ledger.execute(BlockInput(1, 2, (raw,)), cache, misfiled).state_root == truth.state_root
+
+
+def test_a_heads_height_and_time_count_for_other_types_but_only_its_period_for_transfers() -> None:
+    """The record read the head at height 0; the block's head is at height 1, same period."""
+    raw = transfer_tx(1, 2, 10, 0)
+    ledger, cache = _setup([raw])
+    record = _lie(ledger, raw, 1, 2)
+    lie = Account(7, 9, 0)
+    assert ledger.execute(BlockInput(1, 2, (raw,)), cache, _by_hash(record)).state.changes[account_key(key(1).address)] == lie
+    record.tx = replace(record.tx, body={**record.tx.body, "type": "member_add"})  # as if another type read that head
+    assert ledger.execute(BlockInput(1, 2, (raw,)), cache, {decode_tx(raw).hash: record}).state_root == ledger.execute(BlockInput(1, 2, (raw,)), cache).state_root
+
+
+def test_a_record_that_read_a_missing_account_is_run_once_the_account_exists() -> None:
+    """1 -> 9 read account 9 as missing (None); a transfer before it in the block creates it."""
+    funding, raw = transfer_tx(2, 9, 500, 0), transfer_tx(1, 9, 10, 0)
+    ledger, cache = _setup([funding, raw])
+    record = _lie(ledger, raw, 1, 9)
+    assert record.reads[account_key(key(9).address)] is None
+    alone = ledger.execute(BlockInput(1, 2, (raw,)), cache, _by_hash(record))
+    assert alone.state.changes[account_key(key(9).address)] == Account(7, 9, 0), "where it holds, it is applied"
+    block = BlockInput(1, 2, (funding, raw))
+    assert ledger.execute(block, cache, _by_hash(record)).encoded == ledger.execute(block, cache).encoded
+
+
+def test_an_execution_refuses_a_block_whose_recorded_transaction_now_fails_or_repeats() -> None:
+    spend, late = transfer_tx(1, 2, 1_000_000, 0), transfer_tx(1, 3, 500, 1)
+    ledger, cache = _setup([spend, late])
+    known = _by_hash(_lie(ledger, spend, 1, 2), _lie(ledger, late, 1, 3))
+    for txs in ((spend, late), (spend, spend)):
+        with pytest.raises(Rejected) as refused:
+            ledger.execute(BlockInput(1, 2, txs), cache, known)
+        assert refused.value.code is Code.BLOCK_INVALID and "transaction 1" in refused.value.message
 
 
 def test_a_record_made_on_an_older_head_holds_where_its_reads_are_unchanged() -> None:
@@ -105,7 +150,7 @@ def test_a_record_made_on_an_older_head_holds_where_its_reads_are_unchanged() ->
     executed = ledger.execute(BlockInput(2, 3, (raw,)), cache, _by_hash(record))
     assert executed.state.changes[account_key(key(2).address)] == Account(7, 9, 0)
     stale = _lie(ledger, other, 3, 4)  # read 3 and 4 as committed now...
-    stale.reads = {k: Account(1_000_000, 0, 0) for k in stale.reads}  # ...but it claims the genesis values
+    stale.reads = {k: v if k == HEAD else Account(1_000_000, 0, 0) for k, v in stale.reads.items()}  # ...but claims genesis values
     follow = transfer_tx(3, 4, 10, 1)
     stale.tx = decode_tx(follow)
     cache.remember(stale.tx)

@@ -59,7 +59,8 @@ def test_the_cache_is_bounded() -> None:
 def test_head_period_only_types_write_the_same_whatever_the_heads_height_and_time(
     period: int, heights: tuple[int, int], amount: int, recipient: int
 ) -> None:
-    """HEAD_PERIOD_ONLY_TYPES (the mempool's incremental re-check rests on it): a transfer applied
+    """HEAD_PERIOD_ONLY_TYPES (recorded effects rest on it, and so consensus: ledger `effect_holds`,
+    used by the mempool's re-check, the proposer's build and validators' execution): a transfer applied
     on heads that differ only in height and time, in the same period, writes the same, whether its
     accounts are settled already or behind by several periods (demurrage and UBI to settle)."""
     from ledger.records import ChainHead
