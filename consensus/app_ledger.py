@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from consensus.block import GENESIS_PREV_HASH, MAX_EVIDENCE_PER_BLOCK, Block
 from consensus.block_store import BlockStore, ValidatorInfo, evidence_id, validator_set_of
@@ -97,7 +98,11 @@ class LedgerApp:
         clock: Clock,
         address: bytes,
         config: ConsensusConfig,
+        check_recorded_effects: bool = False,
     ) -> None:
+        """`check_recorded_effects` (devnets and tests): build and execute every block a second
+        time without the mempool's recorded effects, and stop (ConsensusInvariantViolation) if the
+        two differ in anything: block, writes, state root, or refusal."""
         self.ledger = ledger
         self.blocks = blocks
         self.mempool = mempool
@@ -106,6 +111,7 @@ class LedgerApp:
         self.clock = clock
         self.address = address
         self.config = config
+        self.check_recorded_effects = check_recorded_effects
         self.chain_id = ledger.chain_id
         self._validators_cache: tuple[int, tuple[ValidatorInfo, ...]] | None = None
         self._decoded: OrderedDict[bytes, Block] = OrderedDict()  # by sha256 of the block bytes
@@ -149,6 +155,12 @@ class LedgerApp:
         candidates = self.mempool.reap(self.config.max_block_txs, budget)
         block_input = BlockInput(height, time_ms, (), _slashes(evidence))
         executed = self.ledger.build(block_input, candidates, self.verified, self.mempool.known_effects())
+        if self.check_recorded_effects:
+            full = self.ledger.build(block_input, candidates, self.verified)
+            check_invariant(
+                (full.block, full.encoded, full.state_root) == (executed.block, executed.encoded, executed.state_root),
+                f"height {height}: the build from recorded effects differs from a full build",
+            )
         block = Block.build(
             chain_id=self.chain_id,
             height=height,
@@ -252,12 +264,14 @@ class LedgerApp:
             if problem is not None:
                 raise BlockRefused(problem)
             seen.add(key)
-        try:
-            executed = self.ledger.execute(
-                BlockInput(header.height, header.time_ms, block.txs, _slashes(block.evidence)), self.verified, self.mempool.known_effects()
-            )
-        except Rejected as exc:
-            raise BlockRefused(str(exc)) from None
+        block_input = BlockInput(header.height, header.time_ms, block.txs, _slashes(block.evidence))
+        outcome = _execution(self.ledger, block_input, self.verified, self.mempool.known_effects())
+        if self.check_recorded_effects:
+            full = _execution(self.ledger, block_input, self.verified, None)
+            check_invariant(_same_outcome(outcome, full), f"height {header.height}: executing with recorded effects differs from a full run")
+        if isinstance(outcome, Rejected):
+            raise BlockRefused(str(outcome))
+        executed = outcome
         if executed.state_root != header.state_root:
             raise BlockRefused("state root after execution differs from the header's")
         return executed
@@ -300,6 +314,20 @@ class LedgerApp:
         self._executed.clear()
         self.evidence.remove(block.evidence)
         return CommittedBlock(block, data, certificate, executed.txs)
+
+
+def _execution(ledger: LedgerDB, block: BlockInput, verified: SignatureCache, known: Any) -> ExecutedBlock | Rejected:
+    """`LedgerDB.execute`'s result, or the Rejected it raised."""
+    try:
+        return ledger.execute(block, verified, known)
+    except Rejected as exc:
+        return exc
+
+
+def _same_outcome(a: ExecutedBlock | Rejected, b: ExecutedBlock | Rejected) -> bool:
+    if isinstance(a, Rejected) or isinstance(b, Rejected):
+        return isinstance(a, Rejected) and isinstance(b, Rejected) and (a.code, a.message) == (b.code, b.message)
+    return (a.encoded, a.state_root, [tx.hash for tx in a.txs]) == (b.encoded, b.state_root, [tx.hash for tx in b.txs])
 
 
 def _slashes(evidence: tuple[DuplicateVoteEvidence, ...]) -> tuple[bytes, ...]:

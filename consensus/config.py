@@ -99,6 +99,10 @@ class DevnetConfig:
     admin: bool = False
     """Devnet only: serves `/admin/partition` on the p2p listener (cut and restore links to named
     peers) and allows `hearth node start --byzantine-equivocate`. Never enable it on a real network."""
+    check_recorded_effects: bool = False
+    """Build and execute every block twice, with and without the mempool's recorded effects (ledger
+    `recorded_effect`), and stop the node if the two differ. A safety net for devnets and tests (it
+    doubles block execution); the devnets `hearth devnet up` makes have it on, the benchmarks off."""
 
 
 @dataclass(frozen=True)

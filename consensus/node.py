@@ -155,7 +155,8 @@ class Node:
         self.blocks = BlockStore(self.store)
         self.evidence = EvidencePool()
         self.app = LedgerApp(
-            self._ledger, self.blocks, self.mempool, self.evidence, self.verified, self.clock, self.address, self.config.consensus
+            self._ledger, self.blocks, self.mempool, self.evidence, self.verified, self.clock, self.address, self.config.consensus,
+            check_recorded_effects=self.config.devnet.check_recorded_effects,
         )
         c = self.config.consensus
         timeouts = TimeoutConfig(

@@ -93,7 +93,7 @@ def create_devnet(
             moniker=name,
             p2p=replace(P2PConfig(), listen=listen[i][0], peers=peers, reconnect_max_ms=RECONNECT_MAX_MS),
             rpc=RPCConfig(listen=listen[i][1]),
-            devnet=DevnetConfig(admin=not hosts),  # the partition switch only on loopback devnets
+            devnet=DevnetConfig(admin=not hosts, check_recorded_effects=True),  # the partition switch only on loopback devnets
         )
         home.write_config(config)
         entries.append(

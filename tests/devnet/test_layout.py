@@ -30,6 +30,7 @@ def test_a_local_devnet(tmp_path: Path) -> None:
         assert home.load_key().public_key.hex() == entry.node_id
         config = home.load_config()
         assert config.moniker == entry.name and config.devnet.admin
+        assert config.devnet.check_recorded_effects, "devnets run the recorded-effects cross-check"
         assert config.p2p.listen == entry.p2p_address and entry.rpc_url == f"http://{config.rpc.listen}"
         assert {(parse_peer(p)[0] or b"").hex() for p in config.p2p.peers} == {v.node_id for v in manifest.validators} - {entry.node_id}
         ports |= {int(config.p2p.listen.rsplit(":")[1]), int(config.rpc.listen.rsplit(":")[1])}
@@ -62,7 +63,7 @@ def test_hosts_one_validator_each_on_all_interfaces(tmp_path: Path) -> None:
     assert [v.p2p_address for v in manifest.validators] == ["10.0.0.1:26656", "10.0.0.2:26656", "10.0.0.2:26666"]
     assert manifest.validators[2].rpc_url == "http://10.0.0.2:26667"
     config = NodeHome(Path(manifest.validators[0].home)).load_config()
-    assert config.p2p.listen == "0.0.0.0:26656" and not config.devnet.admin
+    assert config.p2p.listen == "0.0.0.0:26656" and not config.devnet.admin and config.devnet.check_recorded_effects
     assert sorted(p.split("@")[1] for p in config.p2p.peers) == ["10.0.0.2:26656", "10.0.0.2:26666"]
 
 

@@ -60,7 +60,7 @@ class Network:
                     p2p=P2PConfig(listen=f"127.0.0.1:{self.p2p_ports[i]}", peers=peers),
                     rpc=RPCConfig(listen=f"127.0.0.1:{self.rpc_ports[i]}"),
                     consensus=consensus or ConsensusConfig(),
-                    devnet=DevnetConfig(admin=True),
+                    devnet=DevnetConfig(admin=True, check_recorded_effects=True),
                 )
             )
             home.genesis_path.write_text(json.dumps(genesis.document))

@@ -30,7 +30,7 @@ def genesis():  # type: ignore[no-untyped-def]
 class Node:
     """One node's application over its own ledger, with a clock the test moves."""
 
-    def __init__(self, proposer: int = VALIDATORS[0]) -> None:
+    def __init__(self, proposer: int = VALIDATORS[0], check_recorded_effects: bool = False) -> None:
         self.store = MemoryStore()
         self.ledger = LedgerDB(self.store, genesis())
         self.verified = SignatureCache()
@@ -39,7 +39,8 @@ class Node:
         self.evidence = EvidencePool()
         self.clock = FakeClock(GENESIS_MS + 1_000)
         self.app = LedgerApp(
-            self.ledger, self.blocks, self.mempool, self.evidence, self.verified, self.clock, key(proposer).address, ConsensusConfig()
+            self.ledger, self.blocks, self.mempool, self.evidence, self.verified, self.clock, key(proposer).address, ConsensusConfig(),
+            check_recorded_effects=check_recorded_effects,
         )
 
 
@@ -62,6 +63,39 @@ def propose_and_commit(proposer: Node, others: list[Node]) -> Block:
     block = proposer.app.decode(data)
     assert block is not None
     return block
+
+
+def _tamper(node: Node, raw: bytes) -> None:
+    """Make the pool's record of `raw` lie about what it wrote (as a flaw in the rule would)."""
+    from ledger.records import Account, account_key
+
+    entry = node.mempool._pending[sha256(raw)]
+    entry.writes = {**entry.writes, account_key(key(2).address): Account(7, 0, 0)}
+
+
+def test_with_the_check_on_records_that_disagree_with_a_full_run_stop_the_node() -> None:
+    """`check_recorded_effects` (devnets): the proposer's build and a validator's execution each run
+    a second time without records; any difference is a ConsensusInvariantViolation, which stops a
+    node. Without the check the lie stays local: the proposal's root is refused by honest peers."""
+    from consensus.errors import ConsensusInvariantViolation
+
+    raw = transfer_tx(1, 2, 500, 0)
+    proposer, validator, checked_proposer = Node(), Node(check_recorded_effects=True), Node(check_recorded_effects=True)
+    for node in (proposer, validator, checked_proposer):
+        node.mempool.add(raw)
+    _tamper(checked_proposer, raw)
+    with pytest.raises(ConsensusInvariantViolation, match="full build"):
+        checked_proposer.app.propose_block(1, 0, checked_proposer.clock.now_ms())
+    data, _ = proposer.app.propose_block(1, 0, proposer.clock.now_ms())  # an honest proposal
+    assert validator.app.validate_block(1, data), "records that hold agree with the full run"
+    validator.app._executed.clear()
+    _tamper(validator, raw)
+    with pytest.raises(ConsensusInvariantViolation, match="full run"):
+        validator.app.validate_block(1, data)
+    unchecked = Node()
+    unchecked.mempool.add(raw)
+    _tamper(unchecked, raw)
+    assert not unchecked.app.validate_block(1, data), "without the check: a wrong root, the block refused"
 
 
 def test_validator_set_comes_from_ledger_state() -> None:
