@@ -158,3 +158,47 @@ def test_peer_frames_arriving_together_are_checked_in_one_verifier_call(tmp_path
             await node.stop()
 
     assert asyncio.run(main()) == [9]
+
+
+def test_a_blocks_precheck_waits_for_the_gossip_verifier_instead_of_checking_twice(tmp_path: Path) -> None:
+    """A proposal carries transactions this node's gossip verifier is checking at that moment (a
+    loaded node has whole batches there). The precheck sends only the others to the priority
+    verifier, waits for the gossip verifier's answer for those, and has every one in the cache
+    before the block goes on."""
+    from consensus.verifier import prevalidate
+    from tests.node.test_node_inprocess import lone_validator_home
+
+    in_gossip = make_tx(CHAIN_ID, "transfer", key(1), 0, to=key(2).address, amount=1)
+    not_seen = make_tx(CHAIN_ID, "transfer", key(2), 0, to=key(1).address, amount=1)
+    sent_to_priority: list[list[bytes]] = []
+
+    async def main() -> None:
+        node = Node(lone_validator_home(tmp_path).root)
+
+        async def priority_check(raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[object]:
+            sent_to_priority.append(list(raws))
+            return prevalidate(raws, chain_id)  # type: ignore[return-value]
+
+        node._priority_verifier.check = priority_check  # type: ignore[method-assign]
+        gossip_check: asyncio.Future[list[object]] = asyncio.get_running_loop().create_future()
+        node._checking[sha(in_gossip)] = gossip_check  # type: ignore[assignment]
+        precheck = asyncio.ensure_future(
+            node._precheck_block(None, {}, b"block", [in_gossip, not_seen], [sha(in_gossip), sha(not_seen)])
+        )
+        try:
+            for _ in range(100):  # bounded: until the precheck waits on the gossip verifier's answer
+                if sent_to_priority:
+                    break
+                await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert sent_to_priority == [[not_seen]], "only the transaction not at the gossip verifier"
+            assert not precheck.done(), "it waits for the gossip verifier's answer"
+            gossip_check.set_result(prevalidate([in_gossip], CHAIN_ID))
+            await asyncio.wait_for(precheck, 10)
+            assert sha(in_gossip) in node.verified and sha(not_seen) in node.verified
+            assert node.stats["invalid_messages"] == 1, "the empty payload then went on, and was refused"
+        finally:
+            precheck.cancel()
+            await node.stop()
+
+    asyncio.run(main())
