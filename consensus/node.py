@@ -209,9 +209,6 @@ class Node:
         """Hashes of peer transactions received whole and queued for their signature check (at
         most the mempool's max_txs of them, and max_bytes in all: `_arriving_bytes`)."""
         self._arriving_bytes = 0
-        self._checking: dict[bytes, asyncio.Future[list[Tx | Rejected]]] = {}
-        """Hashes of peer transactions at the gossip verifier now, each with its call: a block's
-        precheck waits for that call instead of checking them a second time."""
         self._verifier = Verifier(1)
         """Checks peers' gossip, the bulk."""
         self._priority_verifier = Verifier(1)
@@ -585,35 +582,12 @@ class Node:
         return True
 
     async def _precheck_block(self, peer: Peer | None, payload: Any, claimed: bytes, unseen: list[bytes], hashes: list[bytes]) -> None:
-        """Check the block's unseen signatures at the priority verifier, except those the gossip
-        verifier is checking now: for those, wait for its answer (a loaded node has up to
-        TX_CHECKS_IN_FLIGHT batches there, often the very transactions of the block)."""
         started = time.monotonic()
-        in_flight: dict[asyncio.Future[list[Tx | Rejected]], None] = {}
-        fresh, fresh_hashes = [], []
-        for raw, tx_hash in zip(unseen, hashes):
-            check = self._checking.get(tx_hash)
-            if check is None:
-                fresh.append(raw)
-                fresh_hashes.append(tx_hash)
-            else:
-                in_flight[check] = None
         try:
-            checked = await self._priority_verifier.check(fresh, self.chain_id, fresh_hashes) if fresh else []
-            for check in in_flight:
-                try:
-                    checked.extend(await asyncio.shield(check))  # the gossip path still admits them
-                except asyncio.CancelledError:
-                    if not check.cancelled():
-                        raise  # this precheck is cancelled (the node stops), not the gossip check
-                except Exception:  # noqa: BLE001 - that batch is lost to gossip too; execution checks them
-                    continue
+            checked = await self._priority_verifier.check(unseen, self.chain_id, hashes)
         finally:
             self._prechecking.discard(claimed)
-        log.debug(
-            "precheck: %d unseen in block %s (%d at the gossip verifier already), %d ms",
-            len(unseen), claimed.hex()[:12], len(unseen) - len(fresh), (time.monotonic() - started) * 1000,
-        )
+        log.debug("precheck: %d unseen in block %s, %d ms", len(unseen), claimed.hex()[:12], (time.monotonic() - started) * 1000)
         for item in checked:
             if not isinstance(item, Rejected):
                 self.verified.remember(item)  # a refused one is found again by the engine's execution
@@ -825,15 +799,7 @@ class Node:
             check = asyncio.ensure_future(self._verifier.check(raws, self.chain_id, raw_hashes))
             self._tasks.add(check)  # cancelled by stop; its failure costs one batch, not the node (below)
             check.add_done_callback(self._tasks.discard)
-            for tx_hash in raw_hashes:
-                self._checking[tx_hash] = check
-            check.add_done_callback(lambda done, checked=raw_hashes: self._checked(checked, done))
             await self._tx_checks.put((batches, raws, known, check))  # waits while TX_CHECKS_IN_FLIGHT are
-
-    def _checked(self, hashes: list[bytes], check: asyncio.Future[list[Tx | Rejected]]) -> None:
-        for tx_hash in hashes:
-            if self._checking.get(tx_hash) is check:
-                del self._checking[tx_hash]
 
     async def _tx_admission_loop(self) -> None:
         """Admission on the loop, in arrival order, of what the verifier processes checked."""
