@@ -350,6 +350,23 @@ def test_an_entry_that_read_what_the_block_committed_is_kept_and_a_rerun_stops_w
     assert foreign.reap(10, 1 << 20) == chain
 
 
+def _offered_txs(offered: list[tuple[int, int, int]], council_at: list[int]) -> list[bytes]:
+    """Transfers (sender, to, amount) with each sender's nonces in order, and a council member_add
+    before each position in `council_at`."""
+    from tests.ledger.helpers import member_add_tx
+
+    nonces = {i: 0 for i in range(1, 7)}
+    council_nonce = 0
+    txs = []
+    for position, (sender, to, amount) in enumerate(offered):
+        if position in council_at:
+            txs.append(member_add_tx(10 + council_nonce, council_nonce))
+            council_nonce += 1
+        txs.append(transfer_tx(sender, to, amount, nonces[sender]))
+        nonces[sender] += 1
+    return txs
+
+
 # The proposer's build from the pool's recorded effects ----------------------------------------------------
 @settings(max_examples=80, deadline=None)
 @given(
@@ -369,21 +386,12 @@ def test_a_build_from_the_pools_effects_is_the_build_that_runs_every_transaction
     the block opens a new period, whether it slashes a validator that also sends transfers, with
     council transactions that read the head's time among the transfers."""
     from consensus.mempool import Mempool
-    from tests.ledger.helpers import member_add_tx
 
     genesis = make_genesis({i: 1_000_000 for i in range(1, 7)}, members=(1, 2), validators={6: 5_000_000})
     ledger = new_ledger(genesis)
     cache = SignatureCache()
     pool = Mempool(ledger, cache)
-    nonces = {i: 0 for i in range(1, 7)}
-    council_nonce = 0
-    txs = []
-    for position, (sender, to, amount) in enumerate(offered):
-        if position in council_at:
-            txs.append(member_add_tx(10 + council_nonce, council_nonce))
-            council_nonce += 1
-        txs.append(transfer_tx(sender, to, amount, nonces[sender]))
-        nonces[sender] += 1
+    txs = _offered_txs(offered, council_at)
     for raw in txs:
         try:
             pool.add(raw)
@@ -422,18 +430,9 @@ def test_a_validators_execution_from_its_own_pools_effects_is_the_full_execution
     full execution gives: after a first block or not, in the same period or a new one, with a slash,
     with council transactions (whose records keep the whole head record) among the transfers."""
     from consensus.mempool import Mempool
-    from tests.ledger.helpers import member_add_tx
 
     genesis = make_genesis({i: 1_000_000 for i in range(1, 7)}, members=(1, 2), validators={6: 5_000_000})
-    nonces = {i: 0 for i in range(1, 7)}
-    council_nonce = 0
-    txs = []
-    for position, (sender, to, amount) in enumerate(offered):
-        if position in council_at:
-            txs.append(member_add_tx(10 + council_nonce, council_nonce))
-            council_nonce += 1
-        txs.append(transfer_tx(sender, to, amount, nonces[sender]))
-        nonces[sender] += 1
+    txs = _offered_txs(offered, council_at)
     arrival = list(txs)
     order.shuffle(arrival)
     proposer, validator = (Mempool(new_ledger(genesis), SignatureCache()) for _ in range(2))
