@@ -6,7 +6,7 @@
 - A validator executes a proposal before it prevotes (`validate_block`) and keeps the
   `ExecutedBlock`, so the commit that follows writes it without executing again. Both the build and
   the execution apply the effects the node's mempool recorded where they still hold, instead of
-  running those transactions again (ledger `recorded_effect`).
+  running those transactions again (ledger `apply_known_effect`).
 - `commit` writes the state, the block, its certificate and the indexes in one atomic batch.
 - `apply_synced` is block sync's path: check the certificate against the validator set of the
   height, execute, commit.

@@ -101,7 +101,7 @@ class DevnetConfig:
     peers) and allows `hearth node start --byzantine-equivocate`. Never enable it on a real network."""
     check_recorded_effects: bool = False
     """Build and execute every block twice, with and without the mempool's recorded effects (ledger
-    `recorded_effect`), and stop the node if the two differ. A safety net for devnets and tests (it
+    `apply_known_effect`), and stop the node if the two differ. A safety net for devnets and tests (it
     doubles block execution); the devnets `hearth devnet up` makes have it on, the benchmarks off."""
 
 

@@ -11,14 +11,14 @@ against the new head; those that no longer apply are dropped. The re-check is in
 entry remembers the value of every state key it read when it was last checked, and the writes
 it made. An entry whose reads all still have those values in the rebuilt
 pool would compute exactly what it did before, so its remembered writes are applied as they are
-(`effect_holds` in ledger/transition.py); the others run again (signatures are cached: nonce and
+(`apply_effect_if_holds` in ledger/transition.py); the others run again (signatures are cached: nonce and
 balance work). So an entry that read what a transaction before it in the pool wrote is kept when
 the block committed that very transaction. The head record (height, time, period) is written by
 every block; the types the ledger names in HEAD_PERIOD_ONLY_TYPES (transfers) read it only for the
 period, so for them the ledger compares only that, and a block that starts a new period makes
 every entry run again, as it changes every account's settlement. The same records
 let the proposer's build and a validator's execution of a proposal skip the transactions whose
-effects hold (`known_effects`; ledger `recorded_effect`). The re-check runs in chunks
+effects hold (`known_effects`; ledger `apply_known_effect`). The re-check runs in chunks
 (`recheck_some`) so a large backlog never holds the event loop for long; admissions wait until it
 is done (`rechecking` is False), since a new transaction must be checked after the older ones it
 may depend on. The proposer takes `reap(max_txs, max_bytes)`: the oldest first, re-checked or not
@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
-from ledger.transition import KnownEffects, effect_holds
+from ledger.transition import KnownEffects, apply_effect_if_holds
 
 __all__ = ["Added", "AddResult", "Mempool", "MempoolFull"]
 
@@ -319,8 +319,7 @@ class Mempool:
         overlay = self._overlay
         for _ in range(min(max_txs, len(queue))):
             tx_hash, entry = queue.popitem(last=False)
-            if effect_holds(overlay, entry):
-                overlay.changes.update(entry.writes)  # it reads what it read before: same writes
+            if apply_effect_if_holds(overlay, entry):  # it reads what it read before: same writes
                 self._pending[tx_hash] = entry
                 self.stats["kept_on_recheck"] += 1
                 continue

@@ -180,16 +180,29 @@ def effect_holds(state: State, effect: TxEffect) -> bool:
     return True
 
 
-def recorded_effect(state: State, raw: bytes, verified: SignatureCache, known: KnownEffects) -> TxEffect | None:
-    """The recorded effect of the transaction `raw` that holds on `state` (see `effect_holds`), if
-    `known` has one for these very bytes and `verified` holds its signatures; else None: it must run."""
+def apply_effect_if_holds(state: State, effect: TxEffect) -> bool:
+    """Write `effect`'s recorded writes to `state` if it holds there (`effect_holds`); whether it did."""
+    if not effect_holds(state, effect):
+        return False
+    state.changes.update(effect.writes)
+    return True
+
+
+def apply_known_effect(
+    state: State, raw: bytes, verified: SignatureCache | None, known: KnownEffects | None
+) -> Tx | None:
+    """Apply the recorded effect of the transaction `raw` instead of running it, if `known` has one
+    for these very bytes, `verified` holds its signatures and it holds on `state`: its `Tx`. Else
+    None, and `state` is unchanged: the transaction must run."""
+    if known is None or verified is None:
+        return None
     tx = verified.decoded(raw)
     if tx is None or tx.hash not in verified:
         return None
     effect = known.get(tx.hash)
-    if effect is None or effect.tx.raw != raw or not effect_holds(state, effect):
+    if effect is None or effect.tx.raw != raw or not apply_effect_if_holds(state, effect):
         return None
-    return effect
+    return effect.tx
 
 
 def apply_block(state: State, block: BlockInput, verified: SignatureCache | None = None, known: KnownEffects | None = None) -> list[Tx]:
@@ -198,18 +211,17 @@ def apply_block(state: State, block: BlockInput, verified: SignatureCache | None
 
     Transactions apply to `state` directly, with no overlay each: one rejection rejects the whole
     block, and `state` with it (LedgerDB.execute applies to a throwaway overlay of the head).
-    With `known` (and `verified`), a transaction whose recorded effect holds (`recorded_effect`)
-    has its recorded writes applied instead of running again: the same result, less work."""
+    With `known` (and `verified`), a transaction whose recorded effect holds has its recorded
+    writes applied instead of running again (`apply_known_effect`): the same result, less work."""
     process_block_header(state, block)
     for address in block.slashes:
         process_slash(state, address)
     txs = []
     chain_id = state.get_params().chain_id
     for index, raw in enumerate(block.txs):
-        effect = None if known is None or verified is None else recorded_effect(state, raw, verified, known)
-        if effect is not None:
-            state.changes.update(effect.writes)
-            txs.append(effect.tx)
+        recorded = apply_known_effect(state, raw, verified, known)
+        if recorded is not None:
+            txs.append(recorded)
             continue
         try:
             txs.append(process_tx(state, raw, verified, chain_id))
@@ -230,7 +242,7 @@ def select_block_txs(
     the block limit. Returns the block of the accepted transactions, applied to `state`.
 
     With `known` (and `verified`), a candidate whose recorded effect holds on the block's state so
-    far (`recorded_effect`) has its recorded writes applied instead of running again. The result
+    far has its recorded writes applied instead of running again (`apply_known_effect`). The result
     is the same as without `known` (property tests pin it)."""
     process_block_header(state, block)
     for address in block.slashes:
@@ -241,11 +253,10 @@ def select_block_txs(
     for raw in candidates:
         if len(accepted_raw) >= MAX_TXS_PER_BLOCK:
             break
-        effect = None if known is None or verified is None else recorded_effect(state, raw, verified, known)
-        if effect is not None:
-            state.changes.update(effect.writes)
+        recorded = apply_known_effect(state, raw, verified, known)
+        if recorded is not None:
             accepted_raw.append(raw)
-            txs.append(effect.tx)
+            txs.append(recorded)
             continue
         overlay = state.child()
         try:

@@ -1,4 +1,4 @@
-"""`recorded_effect` (ledger/transition.py): a recorded effect is applied, in a proposer's build and in
+"""`apply_known_effect` (ledger/transition.py): a recorded effect is applied, in a proposer's build and in
 a validator's execution alike, only where it holds: recorded for these very bytes, listing no prefix,
 its transaction's signatures verified, and every key it read still holding the value it read (for a
 transfer, the head record only its period).

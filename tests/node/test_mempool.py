@@ -33,7 +33,7 @@ def commit_block(pool: Mempool, cache: SignatureCache, block: BlockInput, rechec
 def update_running_every_entry(pool: Mempool, committed: list[bytes]) -> None:
     """The reference the incremental re-check is held to: `update`, with every entry run again
     (no recorded effect trusted)."""
-    with patch("consensus.mempool.effect_holds", return_value=False):
+    with patch("consensus.mempool.apply_effect_if_holds", return_value=False):
         pool.update(committed)
 
 
