@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from cli.main import main
 from devnet.manifest import ValidatorEntry
 from devnet.network import Devnet
-from devnet.processes import rpc
+from devnet.processes import poll_until, rpc
 from devnet.scenarios import Commits, assert_one_chain
 
-__all__ = ["assert_one_chain", "call", "check_conservation", "hearth", "height", "wait_for_growth"]
+__all__ = ["assert_one_chain", "call", "check_conservation", "hearth", "hearth_committed", "height", "wait_for_growth"]
 
 RPC_TIMEOUT_S = 5.0
 
@@ -37,6 +37,15 @@ def hearth(net: Devnet, *args: str, via: str | None = None) -> Any:
     result = CliRunner().invoke(main, [*args, "--json"], env=net.manifest.environment(via), catch_exceptions=False)
     assert result.exit_code == 0, f"hearth {' '.join(args)}: exit {result.exit_code}: {result.output}"
     return json.loads(result.output)
+
+
+def hearth_committed(net: Devnet, *args: str, via: str, read_on: str, timeout_s: float = 20.0) -> Any:
+    """`hearth ARGS... --wait` sent to `via`, then wait until validator `read_on` has committed its
+    block too: `--wait` answers when `via` commits, and another validator may be a moment behind."""
+    outcome = hearth(net, *args, "--wait", via=via)
+    entry = net.manifest.validator(read_on)
+    poll_until(lambda: height(entry) >= outcome["height"], timeout_s, f"{read_on} to commit height {outcome['height']}")
+    return outcome
 
 
 def check_conservation(supply: dict[str, int]) -> None:
