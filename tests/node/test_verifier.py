@@ -178,3 +178,23 @@ def test_workers_exit_when_their_node_is_killed(tmp_path) -> None:  # type: igno
     while time.monotonic() < deadline and any(alive(p) for p in workers):
         time.sleep(0.1)
     assert not any(alive(p) for p in workers), "a worker outlived its node"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="the batch policy is Linux's")
+def test_workers_run_under_the_batch_policy_and_the_node_does_not() -> None:
+    """A worker woken by a batch must not preempt its node's event loop: workers take SCHED_BATCH
+    (checked on the live worker, after it has answered a batch), the node keeps its own policy."""
+
+    async def main() -> tuple[list[int], int]:
+        verifier = Verifier(workers=1)  # one worker, so the one asked is the one that answered
+        verifier.start()
+        try:
+            checked = await verifier.check([transfer_tx(1, 2, 5, 0)], CHAIN_ID)
+            assert isinstance(checked[0], Tx)
+            return [os.sched_getscheduler(pid) for pid in verifier.pids()], os.sched_getscheduler(0)
+        finally:
+            verifier.stop()
+
+    workers, node = asyncio.run(main())
+    assert workers == [os.SCHED_BATCH]
+    assert node != os.SCHED_BATCH
