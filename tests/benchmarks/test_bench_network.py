@@ -18,67 +18,16 @@ import json
 import os
 import subprocess
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from consensus.config import NodeHome
-from devnet.layout import create_devnet
-from devnet.manifest import ValidatorEntry
-from devnet.network import Devnet
-from devnet.processes import rpc
-from tests.benchmarks.loadgen import account_key
+from tests.benchmarks.bench_devnet import ACCOUNTS, VALIDATORS, agreement, create_bench_devnet, tree_cpu_s
 from tests.benchmarks.results import measure_verify_rate, record
 
-VALIDATORS = 4
-ACCOUNTS = 10_000
-BALANCE = 10**12
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(4 * 3600)  # a 60 s step takes about 80 s; the steps are bounded
-
-
-def _agreement(entries: tuple[ValidatorEntry, ...]) -> dict[str, Any]:
-    """Every node at one common height: the same block hash and state root there, and supply conserved."""
-    target = max(rpc(e, "status")["height"] for e in entries)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and min(rpc(e, "status")["height"] for e in entries) < target:
-        time.sleep(0.5)
-    headers = [rpc(e, "block", height=target)["header"] for e in entries]
-    supplies = [rpc(e, "supply") for e in entries]
-    parts = ("circulating", "commons_pool", "ubi_reserve", "bonded")
-    return {
-        "height": target,
-        "same_block_hash": len({h["hash"] for h in headers}) == 1,
-        "same_state_root": len({h["state_root"] for h in headers}) == 1,
-        "conserved": all(sum(s[p] for p in parts) == s["total"] for s in supplies),
-    }
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process, 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _tree_cpu_s(pids: list[int]) -> dict[int, float]:
-    """CPU seconds of each process in `pids` and of its children (a node's signature workers), by pid."""
-    totals = {pid: _cpu_s(pid) for pid in pids}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if parent in totals:
-                totals[parent] += _cpu_s(int(entry.name))
-    return totals
 
 
 def test_network_throughput_and_latency(tmp_path: Path) -> None:
@@ -87,25 +36,13 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     limit = 2 * v / VALIDATORS
     seconds = float(os.environ.get("HEARTH_BENCH_NET_SECONDS", "60"))
     fractions = [float(f) for f in os.environ.get("HEARTH_BENCH_NET_FRACTIONS", "0.1,0.15,0.2,0.25,0.275,0.3,0.325,0.35,0.375,0.4,0.45,0.5").split(",")]
-    accounts = [(account_key(i).address, BALANCE) for i in range(ACCOUNTS)]
-    manifest = create_devnet(tmp_path / "net", validators=VALIDATORS, period_seconds=30, extra_accounts=accounts)
-    for entry in manifest.validators:  # the generator is one client submitting thousands of calls a second
-        home = NodeHome(Path(entry.home))
-        config = home.load_config()
-        home.write_config(
-            replace(
-                config,
-                rpc=replace(config.rpc, rate_per_s=1_000_000, rate_burst=2_000_000),
-                devnet=replace(config.devnet, check_recorded_effects=False),  # what a production node runs
-            )
-        )
-    net = Devnet(tmp_path / "net")
+    net = create_bench_devnet(tmp_path / "net")
     out = tmp_path / "loadgen.json"
     try:
         net.start_all()
         net.wait_for_height(3, timeout_s=60)
         pids = [e.pid for e in net.reload().validators if e.pid is not None]
-        cpu_before = _tree_cpu_s(pids)  # the nodes' CPU over the whole load, per committed transfer
+        cpu_before = tree_cpu_s(pids)  # the nodes' CPU over the whole load, per committed transfer
         rates = ",".join(str(round(f * limit)) for f in fractions)
         bound = (len(fractions) + 1) * (seconds + 130) + 120
         subprocess.run(
@@ -113,9 +50,9 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
              "--seconds", str(seconds), "--rates", rates, "--out", str(out)],
             cwd=ROOT, check=True, timeout=bound,
         )
-        cpu_after = _tree_cpu_s(pids)
+        cpu_after = tree_cpu_s(pids)
         result = json.loads(out.read_text())
-        checks = _agreement(net.reload().validators)
+        checks = agreement(net.reload().validators)
         load_after = round(os.getloadavg()[0], 2)
     finally:
         net.stop_all()

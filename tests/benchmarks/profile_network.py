@@ -1,0 +1,174 @@
+"""Profiling harness for the network benchmark (a tool, not a test): the benchmark's devnet and load
+generator at offered rates you choose, and what a profile needs beside the latency figures:
+
+    python -m tests.benchmarks.profile_network --rates 2900 --seconds 40
+    python -m tests.benchmarks.profile_network --fractions 0.3 --seconds 40 --perf v2
+    python -m tests.benchmarks.profile_network --rates 2500,2900 --py-spy v2 --dir /tmp/prof
+
+For each step: the load generator's figures (tests/benchmarks/loadgen.py). For each validator over the
+whole load: CPU per committed transfer (its signature workers included), its main process's user and
+system time, context switches (voluntary, involuntary: preemptions) of the node and its workers, and a
+summary of its per-height timeline from the `steps_ms` of its commit lines (`height_segments`): how
+long after the height's start the block arrived (or was proposed), the precheck of its signatures,
+execution up to the prevote, the wait for the quorum, and the commit. Then, as the benchmark does,
+the same block hash and state root on every node and supply conserved.
+
+--py-spy NAME (py-spy on PATH: `pip install py-spy`) or --perf NAME (Debian's linux-perf; cpu-clock
+samples, so it works without hardware counters) records that validator's main process for
+--profile-seconds, starting --profile-delay seconds into the load; the output lands in --dir.
+The devnet and its node logs stay in --dir (default: a new temporary directory, printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from devnet.processes import rpc
+from tests.benchmarks.bench_devnet import ACCOUNTS, VALIDATORS, agreement, children, create_bench_devnet, process_cpu_s, tree_cpu_s
+from tests.benchmarks.results import measure_verify_rate
+
+ROOT = Path(__file__).resolve().parents[2]
+SEGMENTS = ("arrive", "precheck", "execute", "quorum", "commit", "total")
+_COMMIT_LINE = re.compile(r"committed height=(\d+) .*?txs=(\d+) .*?steps_ms=(\S+)")
+
+
+def height_segments(line: str) -> tuple[int, int, dict[str, int]] | None:
+    """(height, transactions, milliseconds per segment) of a node log's commit line, or None for any
+    other line (or a commit with no timeline, from block sync). Segments, from the marks the node logs:
+    arrive: start to the block (`proposed` on the proposer, `block_frame` elsewhere); precheck: to
+    `block` (its unseen signatures checked); execute: to `prevote`; quorum: to `decided`; commit: to
+    `done`; total: start to `done`. A mark the height did not reach counts as the one before it."""
+    match = _COMMIT_LINE.search(line)
+    if match is None or match.group(3) == "-":
+        return None
+    marks = {name: int(ms) for name, ms in (pair.split("=") for pair in match.group(3).split(","))}
+    arrive = marks.get("proposed", marks.get("block_frame", 0))
+    block = marks.get("block", arrive)
+    prevote = marks.get("prevote", block)
+    decided = marks.get("decided", prevote)
+    done = marks.get("done", decided)
+    segments = {"arrive": arrive, "precheck": block - arrive, "execute": prevote - block, "quorum": decided - prevote, "commit": done - decided, "total": done}
+    return int(match.group(1)), int(match.group(2)), segments
+
+
+def summarize_heights(rows: list[tuple[int, int, dict[str, int]]]) -> dict[str, Any]:
+    """Mean, 90th percentile and maximum of each segment over `rows`, and the mean block size."""
+    if not rows:
+        return {"heights": 0}
+    summary: dict[str, Any] = {"heights": len(rows), "txs_mean": round(statistics.mean(r[1] for r in rows))}
+    for name in SEGMENTS:
+        values = sorted(r[2][name] for r in rows)
+        summary[name] = {"mean": round(statistics.mean(values)), "p90": values[int(0.9 * (len(values) - 1))], "max": values[-1]}
+    return summary
+
+
+def context_switches(pids: list[int]) -> dict[int, tuple[int, int]]:
+    """(voluntary, involuntary) context switches of each process in `pids`, its threads and its children."""
+    out = {}
+    for pid, kids in children(pids).items():
+        voluntary = involuntary = 0
+        for proc in [pid, *kids]:
+            for status in Path(f"/proc/{proc}/task").glob("*/status"):
+                try:
+                    for line in status.read_text().splitlines():
+                        if line.startswith("voluntary_ctxt_switches"):
+                            voluntary += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches"):
+                            involuntary += int(line.split()[1])
+                except OSError:
+                    continue
+        out[pid] = (voluntary, involuntary)
+    return out
+
+
+def _profiler(kind: str, pid: int, seconds: float, out_dir: Path) -> list[str]:
+    if kind == "py-spy":
+        return ["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50", "-f", "raw", "-o", str(out_dir / "py-spy.txt"), "--nonblocking"]
+    return ["perf", "record", "-F", "499", "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(out_dir / "perf.data"), "--", "sleep", str(seconds)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    rates = parser.add_mutually_exclusive_group(required=True)
+    rates.add_argument("--rates", help="offered transfers/s, comma-separated")
+    rates.add_argument("--fractions", help="offered rates as fractions of L = 2V/4, comma-separated")
+    parser.add_argument("--seconds", type=float, default=40.0, help="seconds per step")
+    parser.add_argument("--dir", type=Path, help="where the devnet and profiles go (default: a new temporary directory)")
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument("--py-spy", metavar="NAME", help="record validator NAME with py-spy")
+    profile.add_argument("--perf", metavar="NAME", help="record validator NAME with perf")
+    parser.add_argument("--profile-delay", type=float, default=8.0)
+    parser.add_argument("--profile-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    kind, target = ("py-spy", args.py_spy) if args.py_spy else ("perf", args.perf) if args.perf else (None, None)
+    if kind is not None and shutil.which(kind) is None:
+        parser.error(f"{kind} is not on PATH")
+    out_dir = args.dir or Path(tempfile.mkdtemp(prefix="hearth-profile-"))
+    if (out_dir / "net").exists():
+        parser.error(f"{out_dir / 'net'} exists: give a new --dir")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    v = measure_verify_rate()
+    limit = 2 * v / VALIDATORS
+    offered = args.rates if args.rates else ",".join(str(round(float(f) * limit)) for f in args.fractions.split(","))
+    print(f"V {v:.0f}/s, L {limit:.0f}/s, offered {offered}/s, {args.seconds:.0f} s a step; devnet in {out_dir / 'net'}", flush=True)
+    net = create_bench_devnet(out_dir / "net")
+    try:
+        net.start_all()
+        net.wait_for_height(3, timeout_s=60)
+        entries = net.reload().validators
+        pids = [e.pid for e in entries if e.pid is not None]
+        names = {e.pid: e.name for e in entries}
+        heights_before = {e.name: rpc(e, "status")["height"] for e in entries}
+        cpu_before, user_sys_before, switches_before = tree_cpu_s(pids), {p: process_cpu_s(p) for p in pids}, context_switches(pids)
+        steps = len(offered.split(","))
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.loadgen", "--devnet", str(out_dir / "net"), "--accounts", str(ACCOUNTS),
+             "--seconds", str(args.seconds), "--rates", offered, "--out", str(out_dir / "loadgen.json"), "--no-half"],
+            cwd=ROOT,
+        )
+        recorder = None
+        if kind is not None:
+            time.sleep(args.profile_delay)
+            pid = next(e.pid for e in entries if e.name == target)
+            recorder = subprocess.Popen(_profiler(kind, pid, args.profile_seconds, out_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        generator.wait(timeout=steps * (args.seconds + 130) + 120)
+        if recorder is not None:
+            recorder.wait(timeout=args.profile_seconds + 60)
+        cpu_after, switches_after = tree_cpu_s(pids), context_switches(pids)
+        result = json.loads((out_dir / "loadgen.json").read_text())
+        committed = sum(step["committed"] for step in result["steps"])
+        for step in result["steps"]:
+            print(json.dumps({k: step[k] for k in ("offered_per_s", "committed_per_s", "kept_up", "latency_p50_s", "latency_p99_s", "latency_max_s", "refused", "generator_cpu_s")}))
+        for pid in pids:
+            user, system = (now - then for now, then in zip(process_cpu_s(pid), user_sys_before[pid]))
+            voluntary, involuntary = (now - then for now, then in zip(switches_after[pid], switches_before[pid]))
+            name = names[pid]
+            log = Path(next(e.home for e in entries if e.name == name)) / "node.log"
+            rows = [r for r in map(height_segments, log.read_text().splitlines()) if r is not None and r[0] > heights_before[name]]
+            print(json.dumps({
+                "validator": name,
+                "cpu_us_per_committed_tx": round((cpu_after[pid] - cpu_before[pid]) / max(committed, 1) * 1e6),
+                "main_process_user_s": round(user, 2), "main_process_system_s": round(system, 2),
+                "context_switches_voluntary": voluntary, "context_switches_involuntary": involuntary,
+                "heights_ms": summarize_heights(rows),
+            }))
+        print(json.dumps(agreement(net.reload().validators)))
+        if kind is not None:
+            print(f"{kind} profile of {target}: {out_dir / ('py-spy.txt' if kind == 'py-spy' else 'perf.data')}")
+    finally:
+        net.stop_all()
+
+
+if __name__ == "__main__":
+    main()

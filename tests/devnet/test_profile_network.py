@@ -1,0 +1,89 @@
+"""The profiling harness's reading of a node log (tests/benchmarks/profile_network.py): each commit
+line's timeline split into the segments of a height, and their summary. The lines are the node's
+own: a validator's, a proposer's, and one committed by block sync with no timeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from consensus.config import ConsensusConfig
+from consensus.node import Node
+from tests.benchmarks.profile_network import height_segments, summarize_heights
+from tests.ledger.helpers import transfer_tx
+from tests.node.helpers import wait_until
+from tests.node.test_node_inprocess import lone_validator_home
+
+VALIDATOR = (
+    "2026-12-01 23:01:12,335 INFO hearth.node: committed height=727 hash=bd6f1f5ea57df761 txs=3079 "
+    "time_ms=1796166071629 round=0 state_root=b91a3b945065c2ca "
+    "steps_ms=block_frame=724,block=983,prevote=1086,precommit=1104,decided=1156,done=1322"
+)
+PROPOSER = (
+    "2026-12-01 23:01:12,232 INFO hearth.node: committed height=727 hash=bd6f1f5ea57df761 txs=3079 "
+    "time_ms=1796166071629 round=0 state_root=b91a3b945065c2ca steps_ms=proposed=95,prevote=97,precommit=491,decided=512,done=603"
+)
+DECIDED_BY_OTHERS = (  # precommits arrived before this node's own prevote: no prevote or precommit mark
+    "2026-12-01 23:01:10,766 INFO hearth.node: committed height=725 hash=8cb3f98ce46fa600 txs=2277 "
+    "time_ms=1796166070076 round=0 state_root=278133ae48d1c1ee steps_ms=block_frame=14,block=177,decided=281,done=430"
+)
+SYNCED = (
+    "2026-12-01 23:01:10,766 INFO hearth.node: committed height=9 hash=8cb3f98ce46fa600 txs=0 "
+    "time_ms=1796166070076 round=0 state_root=278133ae48d1c1ee steps_ms=-"
+)
+
+
+def test_a_validators_commit_line_splits_into_the_segments_of_its_height() -> None:
+    assert height_segments(VALIDATOR) == (
+        727, 3079, {"arrive": 724, "precheck": 259, "execute": 103, "quorum": 70, "commit": 166, "total": 1322},
+    )
+
+
+def test_a_proposers_block_arrives_when_proposed_and_needs_no_precheck() -> None:
+    assert height_segments(PROPOSER) == (
+        727, 3079, {"arrive": 95, "precheck": 0, "execute": 2, "quorum": 415, "commit": 91, "total": 603},
+    )
+
+
+def test_a_missing_mark_counts_as_the_one_before_it() -> None:
+    _, _, segments = height_segments(DECIDED_BY_OTHERS)  # type: ignore[misc]
+    assert segments == {"arrive": 14, "precheck": 163, "execute": 0, "quorum": 104, "commit": 149, "total": 430}
+
+
+def test_lines_without_a_timeline_are_not_heights() -> None:
+    assert height_segments(SYNCED) is None
+    assert height_segments("2026-12-01 23:01:10,766 INFO hearth.p2p: peer v2(831affd0) connected (inbound, 127.0.0.1)") is None
+
+
+def test_the_summary_gives_mean_p90_and_max_of_each_segment() -> None:
+    rows = [r for r in map(height_segments, [VALIDATOR, PROPOSER, DECIDED_BY_OTHERS, SYNCED]) if r is not None]
+    summary = summarize_heights(rows)
+    assert summary["heights"] == 3 and summary["txs_mean"] == round((3079 + 3079 + 2277) / 3)
+    assert summary["total"] == {"mean": round((1322 + 603 + 430) / 3), "p90": 603, "max": 1322}
+    assert summary["arrive"]["max"] == 724 and summary["precheck"]["mean"] == round((259 + 0 + 163) / 3)
+    assert summarize_heights([]) == {"heights": 0}
+
+
+def test_it_reads_the_commit_lines_a_real_node_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A lone in-process validator commits a transfer; its own commit lines parse into heights."""
+    home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=20))
+
+    async def main() -> None:
+        node = Node(home.root)
+        await node.start()
+        try:
+            await node.submit_tx(transfer_tx(1, 2, 1, 0))
+            await wait_until(lambda: node.ledger.head.height >= 3 and node.mempool.rechecking is False and len(node.mempool) == 0, 20, "the transfer committed")
+        finally:
+            await node.stop()
+
+    with caplog.at_level(logging.INFO, logger="hearth.node"):
+        asyncio.run(main())
+    rows = [r for r in map(height_segments, (rec.getMessage() for rec in caplog.records)) if r is not None]
+    assert len(rows) >= 3 and sum(r[1] for r in rows) == 1  # every height, the transfer in one of them
+    for _, _, segments in rows:
+        assert segments["total"] >= max(segments[name] for name in ("arrive", "precheck", "execute", "quorum", "commit"))
+        assert all(value >= 0 for value in segments.values())
