@@ -15,8 +15,9 @@ as one, in order, read by the event loop itself. No executor: concurrent.futures
 costs a manager thread and a feeder thread that contend for the GIL, about 0.6 ms of the node's
 CPU per batch, more than the signatures of a small batch.
 
-Workers run under the scheduler's batch policy (`run_as_batch_job`): a batch sent to a worker wakes
-it, and with the default policy the woken worker preempted its own node's event loop on that core.
+Workers run under the scheduler's batch policy where the system allows it (`run_as_batch_job`): a
+batch sent to a worker wakes it, and with the default policy the woken worker preempted its own
+node's event loop on that core.
 
 If a worker dies (killed from outside), its batches in flight fail over to a new worker, rerun
 once; if that fails too, the batch is checked in this process. A worker exits by itself when its
@@ -100,16 +101,17 @@ def _decoded(raws: list[bytes], verdicts: list[Verdict], hashes: list[bytes] | N
 
 def run_as_batch_job() -> bool:
     """Put this process under the scheduler's batch policy (Linux SCHED_BATCH): the same share of
-    the CPU, but a wakeup never preempts the task running on that core. Without it, each batch the
+    the CPU, but its wakeup does not preempt the task running on that core. Without it, each batch the
     node sends wakes its worker, which preempts the node's own event loop on the same core and holds
     it until the worker yields: on a loaded 2-core devnet a write of a few KB to a worker stalled the
     loop for 0.9 ms on average. Whether the policy was set (elsewhere the default scheduling stays)."""
     policy = getattr(os, "SCHED_BATCH", None)
-    if policy is None:
+    set_policy = getattr(os, "sched_setscheduler", None)
+    if policy is None or set_policy is None:
         return False
     try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))
-    except OSError:
+        set_policy(0, policy, os.sched_param(0))
+    except OSError:  # refused (a container's seccomp filter, say): the worker runs all the same
         return False
     return True
 

@@ -17,7 +17,7 @@ from devnet.network import Devnet
 from devnet.processes import rpc
 from tests.benchmarks.loadgen import account_key
 
-__all__ = ["ACCOUNTS", "VALIDATORS", "agreement", "create_bench_devnet", "process_cpu_s", "tree_cpu_s"]
+__all__ = ["ACCOUNTS", "VALIDATORS", "agreement", "children", "create_bench_devnet", "process_cpu_s", "tree_cpu_s"]
 
 VALIDATORS = 4
 ACCOUNTS = 10_000

@@ -31,43 +31,58 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from devnet.layout import validator_names
 from devnet.processes import rpc
 from tests.benchmarks.bench_devnet import ACCOUNTS, VALIDATORS, agreement, children, create_bench_devnet, process_cpu_s, tree_cpu_s
 from tests.benchmarks.results import measure_verify_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 SEGMENTS = ("arrive", "precheck", "execute", "quorum", "commit", "total")
-_COMMIT_LINE = re.compile(r"committed height=(\d+) .*?txs=(\d+) .*?steps_ms=(\S+)")
+_COMMIT_LINE = re.compile(r"committed height=(\d+) .*?txs=(\d+) .*?round=(\d+) .*?steps_ms=(\S+)")
 
 
-def height_segments(line: str) -> tuple[int, int, dict[str, int]] | None:
-    """(height, transactions, milliseconds per segment) of a node log's commit line, or None for any
-    other line (or a commit with no timeline, from block sync). Segments, from the marks the node logs:
-    arrive: start to the block (`proposed` on the proposer, `block_frame` elsewhere); precheck: to
-    `block` (its unseen signatures checked); execute: to `prevote`; quorum: to `decided`; commit: to
-    `done`; total: start to `done`. A mark the height did not reach counts as the one before it."""
+class Height(NamedTuple):
+    """One commit line of a node log."""
+
+    height: int
+    txs: int
+    round: int
+    """The round that decided it: beyond 0 the marks mix rounds (a nil prevote of round 0 may come
+    before the block of round 1), so `summarize_heights` counts such heights apart."""
+    segments: dict[str, int]
+
+
+def height_segments(line: str) -> Height | None:
+    """The height, transactions, round and milliseconds per segment of a node log's commit line, or
+    None for any other line (or a commit with no timeline, from block sync). Segments, from the marks
+    the node logs: arrive: start to the block (`proposed` on the proposer, `block_frame` elsewhere);
+    precheck: to `block` (its unseen signatures checked); execute: to `prevote`; quorum: to `decided`;
+    commit: to `done`; total: start to `done`. A mark the height did not reach counts as the one before it."""
     match = _COMMIT_LINE.search(line)
-    if match is None or match.group(3) == "-":
+    if match is None or match.group(4) == "-":
         return None
-    marks = {name: int(ms) for name, ms in (pair.split("=") for pair in match.group(3).split(","))}
+    marks = {name: int(ms) for name, ms in (pair.split("=") for pair in match.group(4).split(","))}
     arrive = marks.get("proposed", marks.get("block_frame", 0))
     block = marks.get("block", arrive)
     prevote = marks.get("prevote", block)
     decided = marks.get("decided", prevote)
     done = marks.get("done", decided)
     segments = {"arrive": arrive, "precheck": block - arrive, "execute": prevote - block, "quorum": decided - prevote, "commit": done - decided, "total": done}
-    return int(match.group(1)), int(match.group(2)), segments
+    return Height(int(match.group(1)), int(match.group(2)), int(match.group(3)), segments)
 
 
-def summarize_heights(rows: list[tuple[int, int, dict[str, int]]]) -> dict[str, Any]:
-    """Mean, 90th percentile and maximum of each segment over `rows`, and the mean block size."""
-    if not rows:
-        return {"heights": 0}
-    summary: dict[str, Any] = {"heights": len(rows), "txs_mean": round(statistics.mean(r[1] for r in rows))}
+def summarize_heights(rows: list[Height]) -> dict[str, Any]:
+    """Mean, 90th percentile and maximum of each segment over the heights of `rows` decided in round
+    0, their mean block size, and how many were decided in a later round."""
+    first = [r for r in rows if r.round == 0]
+    summary: dict[str, Any] = {"heights": len(first), "later_round_heights": len(rows) - len(first)}
+    if not first:
+        return summary
+    summary["txs_mean"] = round(statistics.mean(r.txs for r in first))
     for name in SEGMENTS:
-        values = sorted(r[2][name] for r in rows)
+        values = sorted(r.segments[name] for r in first)
         summary[name] = {"mean": round(statistics.mean(values)), "p90": values[int(0.9 * (len(values) - 1))], "max": values[-1]}
     return summary
 
@@ -91,10 +106,10 @@ def context_switches(pids: list[int]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _profiler(kind: str, pid: int, seconds: float, out_dir: Path) -> list[str]:
+def _profiler(kind: str, pid: int, seconds: float, output: Path) -> list[str]:
     if kind == "py-spy":
-        return ["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50", "-f", "raw", "-o", str(out_dir / "py-spy.txt"), "--nonblocking"]
-    return ["perf", "record", "-F", "499", "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(out_dir / "perf.data"), "--", "sleep", str(seconds)]
+        return ["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50", "-f", "raw", "-o", str(output), "--nonblocking"]
+    return ["perf", "record", "-F", "499", "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(output), "--", "sleep", str(seconds)]
 
 
 def main() -> None:
@@ -113,6 +128,8 @@ def main() -> None:
     kind, target = ("py-spy", args.py_spy) if args.py_spy else ("perf", args.perf) if args.perf else (None, None)
     if kind is not None and shutil.which(kind) is None:
         parser.error(f"{kind} is not on PATH")
+    if target is not None and target not in validator_names(VALIDATORS):
+        parser.error(f"no validator {target!r}: the devnet's are {', '.join(validator_names(VALIDATORS))}")
     out_dir = args.dir or Path(tempfile.mkdtemp(prefix="hearth-profile-"))
     if (out_dir / "net").exists():
         parser.error(f"{out_dir / 'net'} exists: give a new --dir")
@@ -123,6 +140,7 @@ def main() -> None:
     offered = args.rates if args.rates else ",".join(str(round(float(f) * limit)) for f in args.fractions.split(","))
     print(f"V {v:.0f}/s, L {limit:.0f}/s, offered {offered}/s, {args.seconds:.0f} s a step; devnet in {out_dir / 'net'}", flush=True)
     net = create_bench_devnet(out_dir / "net")
+    generator = recorder = None
     try:
         net.start_all()
         net.wait_for_height(3, timeout_s=60)
@@ -137,14 +155,17 @@ def main() -> None:
              "--seconds", str(args.seconds), "--rates", offered, "--out", str(out_dir / "loadgen.json"), "--no-half"],
             cwd=ROOT,
         )
-        recorder = None
+        output = out_dir / ("py-spy.txt" if kind == "py-spy" else "perf.data")
         if kind is not None:
             time.sleep(args.profile_delay)
             pid = next(e.pid for e in entries if e.name == target)
-            recorder = subprocess.Popen(_profiler(kind, pid, args.profile_seconds, out_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        generator.wait(timeout=steps * (args.seconds + 130) + 120)
+            recorder = subprocess.Popen(_profiler(kind, pid, args.profile_seconds, output), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if generator.wait(timeout=steps * (args.seconds + 130) + 120) != 0:
+            raise SystemExit(f"the load generator failed (exit {generator.returncode}); see its output above")
+        profiled = None
         if recorder is not None:
-            recorder.wait(timeout=args.profile_seconds + 60)
+            _, errors = recorder.communicate(timeout=args.profile_seconds + 60)
+            profiled = output if recorder.returncode == 0 and output.exists() else f"{kind} failed (exit {recorder.returncode}): {errors.strip()[-500:]}"
         cpu_after, switches_after = tree_cpu_s(pids), context_switches(pids)
         result = json.loads((out_dir / "loadgen.json").read_text())
         committed = sum(step["committed"] for step in result["steps"])
@@ -155,7 +176,7 @@ def main() -> None:
             voluntary, involuntary = (now - then for now, then in zip(switches_after[pid], switches_before[pid]))
             name = names[pid]
             log = Path(next(e.home for e in entries if e.name == name)) / "node.log"
-            rows = [r for r in map(height_segments, log.read_text().splitlines()) if r is not None and r[0] > heights_before[name]]
+            rows = [r for r in map(height_segments, log.read_text().splitlines()) if r is not None and r.height > heights_before[name]]
             print(json.dumps({
                 "validator": name,
                 "cpu_us_per_committed_tx": round((cpu_after[pid] - cpu_before[pid]) / max(committed, 1) * 1e6),
@@ -165,8 +186,12 @@ def main() -> None:
             }))
         print(json.dumps(agreement(net.reload().validators)))
         if kind is not None:
-            print(f"{kind} profile of {target}: {out_dir / ('py-spy.txt' if kind == 'py-spy' else 'perf.data')}")
+            print(f"{kind} profile of {target}: {profiled}")
     finally:
+        for process in (recorder, generator):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
         net.stop_all()
 
 

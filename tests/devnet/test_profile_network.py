@@ -12,7 +12,7 @@ import pytest
 
 from consensus.config import ConsensusConfig
 from consensus.node import Node
-from tests.benchmarks.profile_network import height_segments, summarize_heights
+from tests.benchmarks.profile_network import Height, height_segments, summarize_heights
 from tests.ledger.helpers import transfer_tx
 from tests.node.helpers import wait_until
 from tests.node.test_node_inprocess import lone_validator_home
@@ -30,6 +30,10 @@ DECIDED_BY_OTHERS = (  # precommits arrived before this node's own prevote: no p
     "2026-12-01 23:01:10,766 INFO hearth.node: committed height=725 hash=8cb3f98ce46fa600 txs=2277 "
     "time_ms=1796166070076 round=0 state_root=278133ae48d1c1ee steps_ms=block_frame=14,block=177,decided=281,done=430"
 )
+LATER_ROUND = (  # round 0's nil prevote came before round 1's block: its marks mix rounds
+    "2026-12-01 23:01:20,100 INFO hearth.node: committed height=730 hash=8cb3f98ce46fa600 txs=50 "
+    "time_ms=1796166079076 round=1 state_root=278133ae48d1c1ee steps_ms=prevote=3000,block_frame=3100,block=3101,precommit=3500,decided=3600,done=3650"
+)
 SYNCED = (
     "2026-12-01 23:01:10,766 INFO hearth.node: committed height=9 hash=8cb3f98ce46fa600 txs=0 "
     "time_ms=1796166070076 round=0 state_root=278133ae48d1c1ee steps_ms=-"
@@ -37,20 +41,20 @@ SYNCED = (
 
 
 def test_a_validators_commit_line_splits_into_the_segments_of_its_height() -> None:
-    assert height_segments(VALIDATOR) == (
-        727, 3079, {"arrive": 724, "precheck": 259, "execute": 103, "quorum": 70, "commit": 166, "total": 1322},
+    assert height_segments(VALIDATOR) == Height(
+        727, 3079, 0, {"arrive": 724, "precheck": 259, "execute": 103, "quorum": 70, "commit": 166, "total": 1322},
     )
 
 
 def test_a_proposers_block_arrives_when_proposed_and_needs_no_precheck() -> None:
-    assert height_segments(PROPOSER) == (
-        727, 3079, {"arrive": 95, "precheck": 0, "execute": 2, "quorum": 415, "commit": 91, "total": 603},
+    assert height_segments(PROPOSER) == Height(
+        727, 3079, 0, {"arrive": 95, "precheck": 0, "execute": 2, "quorum": 415, "commit": 91, "total": 603},
     )
 
 
 def test_a_missing_mark_counts_as_the_one_before_it() -> None:
-    _, _, segments = height_segments(DECIDED_BY_OTHERS)  # type: ignore[misc]
-    assert segments == {"arrive": 14, "precheck": 163, "execute": 0, "quorum": 104, "commit": 149, "total": 430}
+    parsed = height_segments(DECIDED_BY_OTHERS)
+    assert parsed is not None and parsed.segments == {"arrive": 14, "precheck": 163, "execute": 0, "quorum": 104, "commit": 149, "total": 430}
 
 
 def test_lines_without_a_timeline_are_not_heights() -> None:
@@ -59,12 +63,13 @@ def test_lines_without_a_timeline_are_not_heights() -> None:
 
 
 def test_the_summary_gives_mean_p90_and_max_of_each_segment() -> None:
-    rows = [r for r in map(height_segments, [VALIDATOR, PROPOSER, DECIDED_BY_OTHERS, SYNCED]) if r is not None]
+    rows = [r for r in map(height_segments, [VALIDATOR, PROPOSER, DECIDED_BY_OTHERS, SYNCED, LATER_ROUND]) if r is not None]
     summary = summarize_heights(rows)
-    assert summary["heights"] == 3 and summary["txs_mean"] == round((3079 + 3079 + 2277) / 3)
+    assert summary["heights"] == 3 and summary["later_round_heights"] == 1
+    assert summary["txs_mean"] == round((3079 + 3079 + 2277) / 3)
     assert summary["total"] == {"mean": round((1322 + 603 + 430) / 3), "p90": 603, "max": 1322}
     assert summary["arrive"]["max"] == 724 and summary["precheck"]["mean"] == round((259 + 0 + 163) / 3)
-    assert summarize_heights([]) == {"heights": 0}
+    assert summarize_heights([]) == {"heights": 0, "later_round_heights": 0}
 
 
 def test_it_reads_the_commit_lines_a_real_node_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -83,7 +88,8 @@ def test_it_reads_the_commit_lines_a_real_node_logs(tmp_path: Path, caplog: pyte
     with caplog.at_level(logging.INFO, logger="hearth.node"):
         asyncio.run(main())
     rows = [r for r in map(height_segments, (rec.getMessage() for rec in caplog.records)) if r is not None]
-    assert len(rows) >= 3 and sum(r[1] for r in rows) == 1  # every height, the transfer in one of them
-    for _, _, segments in rows:
-        assert segments["total"] >= max(segments[name] for name in ("arrive", "precheck", "execute", "quorum", "commit"))
-        assert all(value >= 0 for value in segments.values())
+    assert len(rows) >= 3 and sum(r.txs for r in rows) == 1  # every height, the transfer in one of them
+    for row in rows:
+        assert row.round == 0
+        assert row.segments["total"] >= max(row.segments[name] for name in ("arrive", "precheck", "execute", "quorum", "commit"))
+        assert all(value >= 0 for value in row.segments.values())

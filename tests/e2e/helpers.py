@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from cli.main import main
 from devnet.manifest import ValidatorEntry
 from devnet.network import Devnet
-from devnet.processes import poll_until, rpc
+from devnet.processes import rpc
 from devnet.scenarios import Commits, assert_one_chain
 
 __all__ = ["assert_one_chain", "call", "check_conservation", "hearth", "hearth_committed", "height", "wait_for_growth"]
@@ -43,8 +43,7 @@ def hearth_committed(net: Devnet, *args: str, via: str, read_on: str, timeout_s:
     """`hearth ARGS... --wait` sent to `via`, then wait until validator `read_on` has committed its
     block too: `--wait` answers when `via` commits, and another validator may be a moment behind."""
     outcome = hearth(net, *args, "--wait", via=via)
-    entry = net.manifest.validator(read_on)
-    poll_until(lambda: height(entry) >= outcome["height"], timeout_s, f"{read_on} to commit height {outcome['height']}")
+    net.wait_for_height(outcome["height"], timeout_s, [read_on])
     return outcome
 
 

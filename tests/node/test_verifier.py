@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from consensus.verifier import prevalidate
-from consensus.verifier import Verifier, check_batch
+from consensus.verifier import Verifier, check_batch, run_as_batch_job
 from ledger import Rejected, Tx, decode_tx
 from ledger.tx import trusted_tx
 from ledger.crypto import sha256
@@ -144,8 +146,6 @@ def test_trusted_parse_gives_the_very_tx_decode_gives() -> None:
 
 def test_workers_exit_when_their_node_is_killed(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A node killed with SIGKILL leaves no signature worker behind."""
-    import subprocess
-    import sys
     import time
     from pathlib import Path
 
@@ -180,10 +180,20 @@ def test_workers_exit_when_their_node_is_killed(tmp_path) -> None:  # type: igno
     assert not any(alive(p) for p in workers), "a worker outlived its node"
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="the batch policy is Linux's")
-def test_workers_run_under_the_batch_policy_and_the_node_does_not() -> None:
+def _batch_policy_allowed() -> bool:
+    """Whether this system lets a process take SCHED_BATCH (tried in a throwaway child: a container's
+    seccomp filter may refuse it)."""
+    if not hasattr(os, "SCHED_BATCH"):
+        return False
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _batch_policy_allowed(), reason="this system does not let a process take SCHED_BATCH")
+def test_workers_run_under_the_batch_policy_and_the_node_keeps_its_own() -> None:
     """A worker woken by a batch must not preempt its node's event loop: workers take SCHED_BATCH
-    (checked on the live worker, after it has answered a batch), the node keeps its own policy."""
+    (checked on the live worker, after it has answered a batch), the node keeps the policy it had."""
+    before = os.sched_getscheduler(0)
 
     async def main() -> tuple[list[int], int]:
         verifier = Verifier(workers=1)  # one worker, so the one asked is the one that answered
@@ -197,4 +207,19 @@ def test_workers_run_under_the_batch_policy_and_the_node_does_not() -> None:
 
     workers, node = asyncio.run(main())
     assert workers == [os.SCHED_BATCH]
-    assert node != os.SCHED_BATCH
+    assert node == before
+
+
+def test_a_refused_or_missing_batch_policy_leaves_the_worker_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the call is refused or the platform has none, the worker runs all the same, unchanged."""
+
+    def refuse(*args: Any) -> None:
+        raise PermissionError("refused")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse, raising=False)
+    monkeypatch.setattr(os, "SCHED_BATCH", 3, raising=False)
+    assert run_as_batch_job() is False
+    monkeypatch.delattr(os, "sched_setscheduler")
+    assert run_as_batch_job() is False
+    monkeypatch.delattr(os, "SCHED_BATCH")
+    assert run_as_batch_job() is False
