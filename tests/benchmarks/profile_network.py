@@ -146,7 +146,7 @@ def main() -> None:
         net.wait_for_height(3, timeout_s=60)
         entries = net.reload().validators
         pids = [e.pid for e in entries if e.pid is not None]
-        names = {e.pid: e.name for e in entries}
+        by_pid = {e.pid: e for e in entries}
         heights_before = {e.name: rpc(e, "status")["height"] for e in entries}
         cpu_before, user_sys_before, switches_before = tree_cpu_s(pids), {p: process_cpu_s(p) for p in pids}, context_switches(pids)
         steps = len(offered.split(","))
@@ -158,7 +158,7 @@ def main() -> None:
         output = out_dir / ("py-spy.txt" if kind == "py-spy" else "perf.data")
         if kind is not None:
             time.sleep(args.profile_delay)
-            pid = next(e.pid for e in entries if e.name == target)
+            pid = next(p for p, e in by_pid.items() if e.name == target)
             recorder = subprocess.Popen(_profiler(kind, pid, args.profile_seconds, output), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if generator.wait(timeout=steps * (args.seconds + 130) + 120) != 0:
             raise SystemExit(f"the load generator failed (exit {generator.returncode}); see its output above")
@@ -174,11 +174,11 @@ def main() -> None:
         for pid in pids:
             user, system = (now - then for now, then in zip(process_cpu_s(pid), user_sys_before[pid]))
             voluntary, involuntary = (now - then for now, then in zip(switches_after[pid], switches_before[pid]))
-            name = names[pid]
-            log = Path(next(e.home for e in entries if e.name == name)) / "node.log"
-            rows = [r for r in map(height_segments, log.read_text().splitlines()) if r is not None and r.height > heights_before[name]]
+            entry = by_pid[pid]
+            log = Path(entry.home) / "node.log"
+            rows = [r for r in map(height_segments, log.read_text().splitlines()) if r is not None and r.height > heights_before[entry.name]]
             print(json.dumps({
-                "validator": name,
+                "validator": entry.name,
                 "cpu_us_per_committed_tx": round((cpu_after[pid] - cpu_before[pid]) / max(committed, 1) * 1e6),
                 "main_process_user_s": round(user, 2), "main_process_system_s": round(system, 2),
                 "context_switches_voluntary": voluntary, "context_switches_involuntary": involuntary,
