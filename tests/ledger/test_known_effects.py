@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgpack
 import pytest
 
-from ledger import BlockInput, Rejected, SignatureCache, decode_tx
+from ledger import BlockInput, Rejected, SignatureCache, decode_tx, encoding
 from ledger.errors import Code
 from ledger.records import Account, account_key
 from tests.ledger.helpers import key, make_genesis, new_ledger, transfer_tx
@@ -45,6 +46,13 @@ def _lie(ledger: Any, raw: bytes, *accounts: int) -> Record:
     keys = [account_key(key(i).address) for i in accounts]
     reads = {HEAD: ledger.head, **{k: ledger.get_record(k) for k in keys}}
     return Record(decode_tx(raw), reads, {k: Account(7, 9, 0) for k in keys})
+
+
+def _forged(raw: bytes) -> bytes:
+    """`raw` with one bit of its signature flipped: well formed, but the signature fails."""
+    body_bytes, signatures = msgpack.unpackb(raw)
+    (public_key, signature), = signatures
+    return encoding.encode_fast([body_bytes, [[public_key, signature[:-1] + bytes([signature[-1] ^ 1])]]])
 
 
 def _by_hash(*records: Record) -> dict[bytes, Record]:
@@ -102,8 +110,15 @@ def test_records_of_another_period_listing_a_prefix_of_other_bytes_or_unverified
     record = _lie(ledger, raw, 1, 2)
     new_period = BlockInput(1, 10**9, (raw,))  # the block opens a later period than the record's
     assert ledger.execute(new_period, cache, _by_hash(record)).state_root == ledger.execute(new_period, cache).state_root
+    # an execution checks every transaction's signatures before any runs: one not yet verified is
+    # verified then (and its record may be used), one whose signature fails is refused, record or not
     unverified = SignatureCache()
-    assert ledger.execute(BlockInput(1, 2, (raw,)), unverified, _by_hash(record)).state_root == truth.state_root
+    assert ledger.execute(BlockInput(1, 2, (raw,)), unverified, _by_hash(record)).state.changes[account_key(key(1).address)] == Account(7, 9, 0)
+    assert decode_tx(raw).hash in unverified
+    forged = _forged(raw)
+    with pytest.raises(Rejected, match="BAD_SIGNATURE"):
+        ledger.execute(BlockInput(1, 2, (forged,)), SignatureCache(), _by_hash(Record(decode_tx(forged), record.reads, record.writes)))
+    assert ledger.build(BlockInput(1, 2, ()), [forged], SignatureCache(), _by_hash(Record(decode_tx(forged), record.reads, record.writes))).block.txs == ()
     misfiled = {decode_tx(raw).hash: other_bytes}
     assert ledger.execute(BlockInput(1, 2, (raw,)), cache, misfiled).state_root == truth.state_root
 
