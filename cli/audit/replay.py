@@ -195,14 +195,17 @@ def check_signature_batch(chain_id: str, work: Sequence[BlockWork]) -> list[Chec
             txs, votes = item
             txs_root = merkle_root(txs)
         checked: list[Tx | None] = []
-        for raw in txs:
+        for raw in txs:  # every transaction decoded, then every signature checked (as prevalidate does)
             try:
-                tx = decode_tx(raw)
-                verify_tx_signatures(tx, chain_id)
+                checked.append(decode_tx(raw))
             except Rejected:
                 checked.append(None)
-                continue
-            checked.append(tx)
+        for i, tx in enumerate(checked):
+            if tx is not None:
+                try:
+                    verify_tx_signatures(tx, chain_id)
+                except Rejected:
+                    checked[i] = None
         votes_ok = [
             verify_signature(validator, vote_sign_bytes(chain_id, VoteKind.PRECOMMIT, height, round_, block_hash, validator), signature)
             for height, round_, block_hash, validator, signature in votes
