@@ -25,8 +25,8 @@ in this process), a batch of blocks ahead of the ledger. The pool also decodes e
 decoded and each signature checked once. One that failed is not in the cache, so the ledger checks it
 again and rejects the block at its height: the outcome is the same whatever `jobs` is.
 
-The replayed ledger keeps no undo logs; it is built while the pool's workers start, and the start of
-a node's stored state is read while the pool checks the first batches.
+The replayed ledger keeps no undo logs; it is built, and the start of a node's stored state read,
+while the pool checks the first batches.
 """
 
 from __future__ import annotations
@@ -311,9 +311,16 @@ class Replayer:
     ledger: LedgerDB
     index: KeyIndex
 
+    _opened = False
+
+    def _ensure_open(self) -> None:
+        if not self._opened:
+            self._open()
+
     def _open(self) -> None:
-        """The replayed ledger at genesis and the replay's own sums (built while the pool's
-        workers start)."""
+        """The replayed ledger at genesis and the replay's own sums (built while the pool checks
+        the first batches)."""
+        self._opened = True
         self.ledger = LedgerDB(_ReplayStore(), self.genesis, history_heights=0)  # no undo logs: nothing here serves past proofs
         records = self.genesis.initial_records()
         self.index = KeyIndex(records)
@@ -358,10 +365,9 @@ class Replayer:
         )
         executor, started_workers = _start_pool(self.jobs)
         try:
-            self._open()  # while the workers start
             for future in started_workers:
                 future.result()
-            self._run(source, executor, result)
+            self._run(source, executor, result)  # the ledger is opened once the pool has its first batches
             result.ok = True
         except _Diverged as exc:
             result.divergence = exc.divergence
@@ -370,6 +376,7 @@ class Replayer:
             close = getattr(self._node_reader, "close", None)
             if close is not None:
                 close()  # a store iterator left open by a replay that stopped early, closed while the store is open
+        self._ensure_open()  # a replay that stopped before its first block reports the genesis state
         self._finish(result)
         result.elapsed_s = time.perf_counter() - started
         return result
@@ -397,6 +404,7 @@ class Replayer:
                 work = [b if isinstance(b, StoredBlock) else (b.txs, _vote_items(b.certificate)) for b in batch.items]
                 batch.verified = executor.submit(verify_signature_batch, self.chain_id, work)
                 in_flight.append(batch)
+            self._ensure_open()  # the first time: while the pool checks the first batches
             self._prefetch_node_state()
             if not in_flight:
                 return
