@@ -9,6 +9,8 @@ valid on the chain (height follows, time increases, state root right) is the app
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any, ClassVar
@@ -53,15 +55,17 @@ def merkle_root(leaves: list[bytes] | tuple[bytes, ...]) -> bytes:
     at the largest power of two below the count; the empty tree is sha256(b"")."""
     if not leaves:
         return sha256(b"")
-    level = [sha256(b"\x00" + leaf) for leaf in leaves]
-    return _merkle_subtree(level)
-
-
-def _merkle_subtree(nodes: list[bytes]) -> bytes:
-    if len(nodes) == 1:
-        return nodes[0]
-    split = 1 << ((len(nodes) - 1).bit_length() - 1)
-    return sha256(b"\x01" + _merkle_subtree(nodes[:split]) + _merkle_subtree(nodes[split:]))
+    h = hashlib.sha256
+    level = [h(b"\x00" + leaf).digest() for leaf in leaves]
+    # Bottom up, each pair of nodes hashed in order and a last node without a pair carried up as it
+    # is: the same tree as the split at the largest power of two below the count, level by level
+    # (tests/consensus/test_block.py checks it against that recursion), without a call per node.
+    while len(level) > 1:
+        pairs = [h(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            pairs.append(level[-1])
+        level = pairs
+    return level[0]
 
 
 def evidence_root(evidence: tuple[DuplicateVoteEvidence, ...]) -> bytes:

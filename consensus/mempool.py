@@ -137,6 +137,7 @@ class Mempool:
     def __init__(self, ledger: LedgerDB, verified: SignatureCache, max_txs: int = 50_000, max_bytes: int = 64 << 20) -> None:
         self._ledger = ledger
         self._verified = verified
+        self._chain_id = ledger.chain_id  # set at genesis, never written after: no read of it recorded
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self._pending: OrderedDict[bytes, _Entry] = OrderedDict()
@@ -291,7 +292,7 @@ class Mempool:
         remembers what it touched and wrote."""
         tracker = _ReadTracker(self._overlay)
         child = State(tracker)
-        process_tx(child, tx, self._verified)
+        process_tx(child, tx, self._verified, self._chain_id)
         writes = child.changes
         self._overlay.changes.update(writes)
         return _Entry(tx, size, None if tracker.scanned else tracker.reads, writes)

@@ -696,7 +696,7 @@ class Node:
             return exc
 
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
-        if not isinstance(payload, list) or not all(isinstance(raw, bytes) for raw in payload):
+        if not isinstance(payload, list) or not set(map(type, payload)) <= _BYTES:
             raise MessageInvalid("txs frame: a list of byte strings")
         self.stats["txs_received"] += len(payload)
         fresh = []
@@ -1039,11 +1039,16 @@ def _message_id(kind: str, payload: Any) -> bytes:
     return kind.encode()[:1] + payload["signature"]
 
 
+_BYTES = frozenset((bytes,))
+_HASH_LENGTH = frozenset((32,))
+
+
 def _hash_list(payload: Any, kind: str) -> list[bytes]:
     if (
         not isinstance(payload, list)
         or len(payload) > TX_HASHES_PER_FRAME
-        or not all(isinstance(h, bytes) and len(h) == 32 for h in payload)
+        or not set(map(type, payload)) <= _BYTES  # C loops, not a Python one per hash
+        or not set(map(len, payload)) <= _HASH_LENGTH
     ):
         raise MessageInvalid(f"{kind} frame: a list of at most {TX_HASHES_PER_FRAME} 32-byte hashes")
     return payload

@@ -157,8 +157,6 @@ class BlockFeed:
 def tx_addresses(tx: Tx) -> set[bytes]:
     """The accounts a transaction names: its sender and every address-sized byte field of its body
     (recipient, member, ...). What a node indexes for `get_account_txs`."""
-    found = {tx.sender}
-    for value in tx.body.values():
-        if isinstance(value, bytes) and len(value) == ADDRESS_BYTES:
-            found.add(value)
+    found = {value for value in tx.body.values() if type(value) is bytes and len(value) == ADDRESS_BYTES}  # msgpack's bin is bytes
+    found.add(tx.sender)
     return found

@@ -9,6 +9,7 @@ atomic batch, so a crash leaves the last committed state whole.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,11 @@ PROOF_HISTORY_HEIGHTS = 1_000
 
 class HistoryUnavailable(LookupError):
     """A proof was asked for a height this store no longer (or never) kept history for."""
+
+
+_is_ledger_key = operator.methodcaller("startswith", (STATE_PREFIX, b"meta/"))
+"""Whether a store key is one of the ledger's own (state, or its metadata): one C call per key of a
+block's extra records (three per transaction: the block store's indexes)."""
 
 
 def root_key(height: int) -> bytes:
@@ -181,8 +187,7 @@ class LedgerDB:
             if height > self.history_heights:
                 batch[undo_key(height - self.history_heights)] = None
         if extra:
-            for k in extra:
-                check_invariant(not k.startswith(STATE_PREFIX) and not k.startswith(b"meta/"), "extra records stay out of the ledger's keys")
+            check_invariant(not any(map(_is_ledger_key, extra)), "extra records stay out of the ledger's keys")
             batch.update(extra)
         self.store.write_batch(batch)
         self.committed.updated(executed.state.changes, executed.encoded)

@@ -99,6 +99,23 @@ def test_merkle_root_follows_rfc6962() -> None:
     assert merkle_root([b"a", b"b", b"c"]) == sha256(b"\x01" + ab + leaf[2])
 
 
+def _rfc6962_root(leaves: list[bytes]) -> bytes:
+    """RFC 6962 section 2.1 as written: MTH(D[n]) = SHA-256(0x01 || MTH(D[0:k]) || MTH(D[k:n])), k the
+    largest power of two below n."""
+    if not leaves:
+        return sha256(b"")
+    if len(leaves) == 1:
+        return sha256(b"\x00" + leaves[0])
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return sha256(b"\x01" + _rfc6962_root(leaves[:k]) + _rfc6962_root(leaves[k:]))
+
+
+def test_merkle_root_is_the_rfc6962_recursion_for_every_count_up_to_300() -> None:
+    leaves = [i.to_bytes(2, "big") for i in range(300)]
+    for n in range(301):
+        assert merkle_root(leaves[:n]) == _rfc6962_root(leaves[:n]), n
+
+
 @settings(max_examples=50)
 @given(st.lists(st.binary(min_size=1, max_size=8), max_size=9), st.data())
 def test_merkle_root_changes_when_any_leaf_changes_or_one_is_added(

@@ -53,3 +53,40 @@ def test_malformed_bytes_raise_encoding_error(data: bytes) -> None:
 def test_oversized_input_is_refused() -> None:
     with pytest.raises(EncodingError):
         decode(encode(b"x" * 100), max_bytes=50)
+
+
+def _plain_decode_canonical(data: bytes) -> object:
+    """The rule as written: the bytes are canonical iff they are `encode` of what they decode to."""
+    obj = decode(data)
+    if encode(obj) != data:
+        raise EncodingError("not canonical")
+    return obj
+
+
+def _outcome(decoder: object, data: bytes) -> object:
+    try:
+        return ("ok", decoder(data))  # type: ignore[operator]
+    except EncodingError as exc:
+        return ("refused", str(exc))
+
+
+loose_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(loose_values, st.integers(0, 200), st.integers(0, 255))
+def test_decode_canonical_decides_as_the_plain_rule(value: object, at: int, mask: int) -> None:
+    """Its fast check (no rebuilt copy) accepts and refuses exactly what the plain rule does, with
+    the same error, on msgpack of any shape (unsorted maps, floats, int keys) and on those bytes
+    with a byte flipped."""
+    try:
+        data = msgpack.packb(value, use_bin_type=True)
+    except (OverflowError, TypeError, ValueError):
+        return
+    flipped = bytearray(data)
+    flipped[at % len(flipped)] ^= mask
+    for candidate in (data, bytes(flipped)):
+        assert _outcome(decode_canonical, candidate) == _outcome(_plain_decode_canonical, candidate)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import Code, LedgerDB, LevelDBStore, MemoryStore, Rejected
+from ledger import BlockInput, Code, InvariantViolation, LedgerDB, LevelDBStore, MemoryStore, Rejected
 from ledger.state import STATE_PREFIX
 from tests.ledger.helpers import commit_block, make_genesis, transfer_tx
 
@@ -100,3 +100,18 @@ def test_a_genesis_read_from_a_file_keeps_its_hash_but_not_its_document(tmp_path
     loaded = Genesis.from_file(str(path))
     assert loaded.document is None
     assert loaded.hash == built.hash == sha256(encode(built.document))
+
+
+@pytest.mark.parametrize("key", [STATE_PREFIX + b"a" + bytes(32), b"meta/head"])
+def test_extra_records_may_not_write_the_ledgers_own_keys(key: bytes) -> None:
+    """A block's extra records (the block store's) go in the same batch; one under the state or
+    meta prefix would bypass the state root, so the commit refuses and writes nothing."""
+    store = MemoryStore()
+    db = LedgerDB(store, make_genesis())
+    before = dict(store._data)
+    executed = db.execute(BlockInput(1, 1_000, ()))
+    with pytest.raises(InvariantViolation, match="extra records"):
+        db.commit(executed, extra={b"b/1": b"ok", key: b"forged"})
+    assert store._data == before and db.head.height == 0
+    db.commit(executed, extra={b"b/1": b"ok"})
+    assert store._data[b"b/1"] == b"ok" and db.head.height == 1

@@ -113,12 +113,17 @@ def test_bad_announcements_and_requests_are_refused_and_counted(tmp_path: Path) 
             ("tx_hashes", [b"short"]),
             ("get_txs", [b"\x00" * 32] * 10_000),
             ("get_txs", {"a": 1}),
+            ("tx_hashes", [b"\x00" * 32, 7]),
+            ("tx_hashes", [b"\x00" * 32, "x" * 32]),
+            ("txs", [b"a transaction", 3]),
+            ("txs", "not a list"),
         ]:
             nodes[0]._on_frame(peer, kind, payload)
-        assert nodes[0].stats["invalid_messages"] == before + 4
-        # a request for an unknown hash is answered with nothing, and nothing breaks
+        assert nodes[0].stats["invalid_messages"] == before + 8
+        # a request for an unknown hash is answered with nothing, an empty announcement is none: nothing breaks
         nodes[0]._on_frame(peer, "get_txs", [b"\x01" * 32])
-        assert nodes[0].stats["invalid_messages"] == before + 4
+        nodes[0]._on_frame(peer, "tx_hashes", [])
+        assert nodes[0].stats["invalid_messages"] == before + 8
 
     asyncio.run(run_nodes(node_homes, links, scenario))
 
