@@ -15,7 +15,8 @@ the same block hash and state root on every node and supply conserved.
 
 --py-spy NAME (py-spy on PATH: `pip install py-spy`) or --perf NAME (Debian's linux-perf; cpu-clock
 samples, so it works without hardware counters) records that validator's main process for
---profile-seconds, starting --profile-delay seconds into the load; the output lands in --dir.
+--profile-seconds (at --profile-rate samples a second), starting --profile-delay seconds into the
+load; the output lands in --dir.
 The devnet and its node logs stay in --dir (default: a new temporary directory, printed).
 """
 
@@ -106,10 +107,10 @@ def context_switches(pids: list[int]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _profiler(kind: str, pid: int, seconds: float, output: Path) -> list[str]:
+def _profiler(kind: str, pid: int, seconds: float, output: Path, rate: int) -> list[str]:
     if kind == "py-spy":
-        return ["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50", "-f", "raw", "-o", str(output), "--nonblocking"]
-    return ["perf", "record", "-F", "499", "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(output), "--", "sleep", str(seconds)]
+        return ["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", str(rate), "-f", "raw", "-o", str(output), "--nonblocking"]
+    return ["perf", "record", "-F", str(rate), "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(output), "--", "sleep", str(seconds)]
 
 
 def main() -> None:
@@ -124,6 +125,7 @@ def main() -> None:
     profile.add_argument("--perf", metavar="NAME", help="record validator NAME with perf")
     parser.add_argument("--profile-delay", type=float, default=8.0)
     parser.add_argument("--profile-seconds", type=float, default=20.0)
+    parser.add_argument("--profile-rate", type=int, help="samples per second (default: py-spy 50, perf 499)")
     args = parser.parse_args()
     kind, target = ("py-spy", args.py_spy) if args.py_spy else ("perf", args.perf) if args.perf else (None, None)
     if kind is not None and shutil.which(kind) is None:
@@ -159,7 +161,7 @@ def main() -> None:
         if kind is not None:
             time.sleep(args.profile_delay)
             pid = next(p for p, e in by_pid.items() if e.name == target)
-            recorder = subprocess.Popen(_profiler(kind, pid, args.profile_seconds, output), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            recorder = subprocess.Popen(_profiler(kind, pid, args.profile_seconds, output, args.profile_rate or (50 if kind == "py-spy" else 499)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if generator.wait(timeout=steps * (args.seconds + 130) + 120) != 0:
             raise SystemExit(f"the load generator failed (exit {generator.returncode}); see its output above")
         profiled = None

@@ -5,7 +5,8 @@ Beside V it records P, a fixed pure-Python workload's rate on one core (`python_
 are fractions of V, which assumes the interpreter and libsodium change speed together from one machine
 to another, and they need not (one VM measured V 20% higher than another at the same interpreter
 speed, so every Python-bound figure fell as a fraction of V). V/P in two runs tells such a machine
-effect apart from a change in the code."""
+effect apart from a change in the code. M, a reference whose reads miss the processor's caches
+(`memory_rate`), shows the other machine effect seen: the memory system slowed by other tenants."""
 
 from __future__ import annotations
 
@@ -85,7 +86,54 @@ def python_rate(seconds: float, clock: Callable[[], float] = time.perf_counter) 
     return count / (clock() - start)
 
 
+_MEMORY_TABLE_KEYS = 1 << 18
+"""Entries of the memory reference's table: with their records some 60 MB, more than a processor's
+caches hold, as the ledger's state, caches and Merkle levels are."""
+_MEMORY_ROUND_KEYS = 4096
+
+
+def _memory_table() -> tuple[dict[bytes, _Record], list[bytes]]:
+    """The memory reference's table and the keys of one round, spread over it in a fixed order."""
+    table = {i.to_bytes(4, "big") * 8: _Record(i, 0) for i in range(_MEMORY_TABLE_KEYS)}
+    step = 40_503  # odd: i * step mod 2**18 visits 4,096 distinct entries far apart
+    keys = [((i * step) % _MEMORY_TABLE_KEYS).to_bytes(4, "big") * 8 for i in range(_MEMORY_ROUND_KEYS)]
+    return table, keys
+
+
+def _memory_round(table: dict[bytes, _Record], keys: list[bytes]) -> int:
+    """One round of the memory reference: a read of each key's record and of its fields (the shape
+    of the ledger's state reads, each far from the last in memory). Fixed forever, as P's round."""
+    total = 0
+    for key in keys:
+        record = table[key]
+        total += record.balance - record.nonce
+    return total
+
+
+def memory_rate(seconds: float, clock: Callable[[], float] = time.perf_counter) -> float:
+    """M: rounds per second of `_memory_round` (4,096 scattered reads of a 262,144-entry table), on
+    `clock`. P runs in the processor's first-level caches and V nearly so; M does not. On a shared
+    VM, other tenants' use of the memory system can slow the ledger's Python (its state is tens of
+    MB) while V and P stay put: this session's VM ran the ledger benchmark 25% slower within an
+    hour at the same V and P. M is there to show that."""
+    table, keys = _memory_table()
+    count, start = 0, clock()
+    while clock() - start < seconds:
+        _memory_round(table, keys)
+        count += 1
+    return count / (clock() - start)
+
+
 _P: float | None = None
+_M: float | None = None
+
+
+def measure_memory_rate(seconds: float = 2.0) -> float:
+    """M for the whole run: measured once (over `seconds`), then cached."""
+    global _M
+    if _M is None:
+        _M = memory_rate(seconds)
+    return _M
 
 
 def measure_python_rate(seconds: float = 2.0) -> float:
@@ -102,6 +150,7 @@ def record(name: str, figures: dict[str, Any]) -> None:
     data["V_verify_per_s_one_core"] = round(measure_verify_rate())
     data["P_python_reference_rounds_per_s_one_core"] = round(measure_python_rate())
     data["V_over_P"] = round(measure_verify_rate() / measure_python_rate(), 3)
+    data["M_memory_reference_rounds_per_s_one_core"] = round(measure_memory_rate())
     data[name] = figures
     RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(f"\n{name}:")

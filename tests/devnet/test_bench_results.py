@@ -1,5 +1,6 @@
 """The benchmarks' results file (tests/benchmarks/results.py): each figure is recorded beside V and
-P, the fixed pure-Python reference that tells a machine effect apart from a change in the code."""
+P, the fixed pure-Python reference that tells a machine effect apart from a change in the code, and
+M, the reference whose reads miss the caches."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ def test_record_writes_v_p_and_their_ratio_beside_the_figures(tmp_path: Path, mo
     monkeypatch.setattr(results, "RESULTS", tmp_path / "bench-results.json")
     monkeypatch.setattr(results, "_V", 20_000.0)
     monkeypatch.setattr(results, "_P", 50_000.0)
+    monkeypatch.setattr(results, "_M", 700.0)
     results.record("ledger_apply", {"apply_tx_per_s": 9_740})
     results.record("validator_memory", {"peak_rss_mib": 734})
     data = json.loads((tmp_path / "bench-results.json").read_text())
     assert data["V_verify_per_s_one_core"] == 20_000
     assert data["P_python_reference_rounds_per_s_one_core"] == 50_000
     assert data["V_over_P"] == 0.4
+    assert data["M_memory_reference_rounds_per_s_one_core"] == 700
     assert data["ledger_apply"] == {"apply_tx_per_s": 9_740} and data["validator_memory"] == {"peak_rss_mib": 734}
 
 
@@ -32,3 +35,13 @@ def test_the_python_reference_is_a_fixed_workload() -> None:
     assert first == 64 * 8 + 64 * 1 and second == 64 * 8 + 64 * 2  # each key's nonce goes up by one a round
     assert {record.balance for record in table.values()} == {998}
     assert results.python_rate(0.02) > 0
+
+
+def test_the_memory_reference_reads_distinct_entries_spread_over_its_table() -> None:
+    table, keys = results._memory_table()
+    assert len(table) == results._MEMORY_TABLE_KEYS and len(set(keys)) == len(keys) == results._MEMORY_ROUND_KEYS
+    positions = sorted(int.from_bytes(k[:4], "big") for k in keys)
+    assert positions[-1] - positions[0] > results._MEMORY_TABLE_KEYS // 2  # spread over the table, not one corner
+    expected = sum(int.from_bytes(k[:4], "big") for k in keys)  # each record's balance is its index, nonce 0
+    assert results._memory_round(table, keys) == expected == results._memory_round(table, keys)
+    assert results.memory_rate(0.05) > 0
