@@ -68,6 +68,8 @@ def has_canonical_form(obj: Any, depth: int = 0) -> bool:
     With this, `encode_fast(obj) == data` proves `data` canonical, without rebuilding the value."""
     if depth > MAX_DEPTH:
         return False
+    if depth == MAX_DEPTH and isinstance(obj, (dict, list)) and obj:
+        return False  # its items would lie deeper than MAX_DEPTH, which `encode` refuses, leaves too
     if isinstance(obj, dict):
         keys = list(obj)
         for k in keys:

@@ -90,3 +90,15 @@ def test_decode_canonical_decides_as_the_plain_rule(value: object, at: int, mask
     flipped[at % len(flipped)] ^= mask
     for candidate in (data, bytes(flipped)):
         assert _outcome(decode_canonical, candidate) == _outcome(_plain_decode_canonical, candidate)
+
+
+@pytest.mark.parametrize("depth", [15, 16, 17, 18])
+@pytest.mark.parametrize("leaf", [1, None, "x", [], {}])
+@pytest.mark.parametrize("container", ["list", "map"])
+def test_decode_canonical_refuses_nesting_as_encode_does(depth: int, leaf: object, container: str) -> None:
+    """`encode` refuses any value, a leaf too, deeper than MAX_DEPTH; so does the fast check."""
+    value = leaf
+    for _ in range(depth):
+        value = [value] if container == "list" else {"a": value}
+    data = msgpack.packb(value, use_bin_type=True)
+    assert _outcome(decode_canonical, data) == _outcome(_plain_decode_canonical, data)

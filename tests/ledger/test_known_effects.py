@@ -95,7 +95,7 @@ def test_a_record_that_now_fails_is_run_and_refused() -> None:
     assert built.encoded == ledger.build(BlockInput(1, 2, ()), [spend, late], cache).encoded
 
 
-def test_records_of_another_period_listing_a_prefix_of_other_bytes_or_unverified_are_not_used() -> None:
+def test_records_of_another_period_listing_a_prefix_of_other_bytes_without_a_cache_or_forged_are_not_used() -> None:
     raw, other = transfer_tx(1, 2, 10, 0), transfer_tx(1, 2, 11, 0)
     ledger, cache = _setup([raw, other])
     truth = ledger.build(BlockInput(1, 2, ()), [raw], cache)
@@ -115,6 +115,7 @@ def test_records_of_another_period_listing_a_prefix_of_other_bytes_or_unverified
     unverified = SignatureCache()
     assert ledger.execute(BlockInput(1, 2, (raw,)), unverified, _by_hash(record)).state.changes[account_key(key(1).address)] == Account(7, 9, 0)
     assert decode_tx(raw).hash in unverified
+    assert ledger.execute(BlockInput(1, 2, (raw,)), None, _by_hash(record)).state_root == truth.state_root  # no cache: no records
     forged = _forged(raw)
     with pytest.raises(Rejected, match="BAD_SIGNATURE"):
         ledger.execute(BlockInput(1, 2, (forged,)), SignatureCache(), _by_hash(Record(decode_tx(forged), record.reads, record.writes)))
