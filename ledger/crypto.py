@@ -5,18 +5,24 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import nacl.bindings
+import nacl.exceptions
 import nacl.signing
-from nacl._sodium import ffi as _ffi, lib as _sodium  # PyNaCl's own cffi binding of its libsodium
 
 from ledger.constants import ADDRESS_BYTES, MAX_TX_BYTES, SIGNATURE_BYTES
+
+try:  # PyNaCl's own cffi binding of its libsodium: a private module, so a PyNaCl without it is coped with
+    from nacl._sodium import ffi as _ffi, lib as _sodium
+except ImportError:  # pragma: no cover - every PyNaCl 1.x has it
+    _ffi = _sodium = None
 
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-_OPENED = _ffi.new("unsigned char[]", MAX_TX_BYTES + 1024)
-_OPENED_LENGTH = _ffi.new("unsigned long long *")
+_OPENED = None if _ffi is None else _ffi.new("unsigned char[]", MAX_TX_BYTES + 1024)
+_OPENED_LENGTH = None if _ffi is None else _ffi.new("unsigned long long *")
 """Where crypto_sign_open copies the message it verified: never read, so one buffer serves every
 call of every thread (libsodium verifies from the signed bytes alone and copies after)."""
 
@@ -26,15 +32,28 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
 
     libsodium's crypto_sign_open, the very call PyNaCl's `VerifyKey.verify` makes, called directly:
     the same acceptance, without the wrapper's checks, buffers and copy of the message (a few
-    microseconds of every transaction's check)."""
+    microseconds of every transaction's check). Without PyNaCl's binding module, through its wrapper."""
     if type(public_key) is not bytes or len(public_key) != ADDRESS_BYTES or type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
         return False
     try:
         signed = signature + message
     except TypeError:
         return False
+    if type(signed) is not bytes:  # a message type that makes something else of it
+        return False
+    if _sodium is None:
+        return _verify_with_wrapper(public_key, signed)
     opened = _OPENED if len(signed) <= len(_OPENED) else _ffi.new("unsigned char[]", len(signed))
     return _sodium.crypto_sign_open(opened, _OPENED_LENGTH, signed, len(signed), public_key) == 0
+
+
+def _verify_with_wrapper(public_key: bytes, signed: bytes) -> bool:
+    """`verify_signature` through PyNaCl's public binding (the same libsodium call)."""
+    try:
+        nacl.bindings.crypto_sign_open(signed, public_key)
+        return True
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError, TypeError):
+        return False
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import nacl.exceptions
 import nacl.signing
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.constants import MAX_TX_BYTES
+from ledger import crypto
 from ledger.crypto import Keypair, verify_signature
 
 KEY = Keypair.from_seed(b"\x05" * 32)
@@ -42,6 +44,13 @@ def test_wrong_lengths_and_types_are_refused_not_raised() -> None:
     assert not verify_signature(KEY.public_key, message, bytearray(signature))  # type: ignore[arg-type]
     assert verify_signature(KEY.public_key, bytearray(message), signature)  # a message may be any bytes-like
 
+    class Odd:
+        def __radd__(self, other: bytes) -> str:
+            return "not bytes"
+
+    assert not verify_signature(KEY.public_key, Odd(), signature)  # type: ignore[arg-type]
+    assert not verify_signature(None, message, signature)  # type: ignore[arg-type]
+
 
 def test_a_message_longer_than_the_shared_buffer_verifies() -> None:
     message = bytes(range(256)) * (MAX_TX_BYTES // 256 + 8)
@@ -72,3 +81,13 @@ def test_accepts_exactly_what_pynacl_accepts(message: bytes, flip: tuple[str, in
                 changed if part == "signature" else signature,
             )
     assert verify_signature(public_key, message, signature) == _pynacl_accepts(public_key, message, signature)
+
+
+def test_the_fallback_through_pynacls_wrapper_decides_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where PyNaCl's private binding module is missing, the check goes through its public wrapper."""
+    message = b"a transfer"
+    signature = KEY.sign(message)
+    cases = [(KEY.public_key, message, signature), (KEY.public_key, message + b"!", signature), (bytes(32), message, signature)]
+    direct = [verify_signature(*case) for case in cases]
+    monkeypatch.setattr(crypto, "_sodium", None)
+    assert [verify_signature(*case) for case in cases] == direct == [True, False, False]
