@@ -7,6 +7,7 @@ re-encoding what it decoded and comparing bytes.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -92,25 +93,39 @@ _TO_LOOK_INTO = frozenset((dict, list, float))
 """The types of values `has_canonical_form` checks further (what msgpack decodes, all else is final)."""
 
 
+MAX_ARRAY_LEN = 100_000
+MAX_MAP_LEN = 10_000
+
+
+def _limits(max_bytes: int) -> dict[str, Any]:
+    """msgpack's limits for input of at most `max_bytes`: no extension types, text and binary no
+    longer than the input, arrays and maps bounded."""
+    return {
+        "raw": False,
+        "strict_map_key": True,
+        "max_bin_len": max_bytes,
+        "max_str_len": max_bytes,
+        "max_array_len": MAX_ARRAY_LEN,
+        "max_map_len": MAX_MAP_LEN,
+        "max_ext_len": 0,
+    }
+
+
 def decode(data: bytes, max_bytes: int = 1 << 20, use_list: bool = True) -> Any:
     """Decode msgpack with limits; raises EncodingError on anything malformed. Arrays decode as
     lists, or as tuples with `use_list=False`."""
     if len(data) > max_bytes:
         raise EncodingError("too large")
     try:
-        return msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=use_list,
-            max_bin_len=max_bytes,
-            max_str_len=max_bytes,
-            max_array_len=100_000,
-            max_map_len=10_000,
-            max_ext_len=0,
-        )
+        return msgpack.unpackb(data, use_list=use_list, **_limits(max_bytes))
     except Exception as exc:  # msgpack raises many types; all mean malformed input
         raise EncodingError(f"undecodable: {type(exc).__name__}") from None
+
+
+def limited_unpacker(max_bytes: int, use_list: bool = True) -> Callable[[bytes], Any]:
+    """`decode`'s msgpack call for input of at most `max_bytes` bytes, made once for a hot path:
+    the caller checks the size, and turns whatever it raises into its own error."""
+    return functools.partial(msgpack.unpackb, use_list=use_list, **_limits(max_bytes))
 
 
 def decode_stored(data: bytes) -> Any:

@@ -8,7 +8,6 @@ The transaction hash is SHA-256 of the whole wire form. See specs/monetary.md, "
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,8 +225,7 @@ def decode_tx(raw: bytes) -> Tx:
     is_map = type(body) is dict
     try:
         pack = encoding.fast_packer()
-        canonical = _has_canonical_form(body) if is_map else encoding.has_canonical_form(body)
-        if not canonical or pack(body) != body_bytes or pack(envelope) != raw:
+        if not encoding.has_canonical_form(body) or pack(body) != body_bytes or pack(envelope) != raw:
             raise encoding.EncodingError("not canonical")
     except encoding.EncodingError as exc:
         raise Rejected(Code.TX_MALFORMED, f"body: {exc}") from None
@@ -239,33 +237,9 @@ def decode_tx(raw: bytes) -> Tx:
     return Tx(raw, _sha256(raw).digest(), body_bytes, body, signatures)
 
 
-_LIMITS = {
-    "raw": False, "strict_map_key": True, "max_bin_len": MAX_TX_BYTES, "max_str_len": MAX_TX_BYTES,
-    "max_array_len": 100_000, "max_map_len": 10_000, "max_ext_len": 0,
-}
-"""`encoding.decode`'s limits, for a transaction's bytes."""
-_unpack_envelope = functools.partial(msgpack.unpackb, use_list=False, **_LIMITS)
-_unpack_body = functools.partial(msgpack.unpackb, **_LIMITS)
+_unpack_envelope = encoding.limited_unpacker(MAX_TX_BYTES, use_list=False)
+_unpack_body = encoding.limited_unpacker(MAX_TX_BYTES)
 _sha256 = hashlib.sha256
-
-
-def _has_canonical_form(body: dict[str, Any]) -> bool:
-    """`encoding.has_canonical_form` of a body map: the same answer, faster for the common body,
-    whose values are all bytes, text or integers (nothing to look into)."""
-    keys = list(body)
-    for k in keys:
-        if type(k) is not str:
-            return False
-    if keys != sorted(keys):
-        return False
-    for v in body.values():
-        if type(v) not in _FINAL:
-            return encoding.has_canonical_form(body)
-    return True
-
-
-_FINAL = frozenset((bytes, str, int, bool))
-"""Value types `encoding.has_canonical_form` has nothing to check in."""
 
 
 def trusted_tx(raw: bytes, tx_hash: bytes | None = None) -> Tx:
