@@ -4,6 +4,7 @@ generator at offered rates you choose, and what a profile needs beside the laten
     python -m tests.benchmarks.profile_network --rates 2900 --seconds 40
     python -m tests.benchmarks.profile_network --fractions 0.3 --seconds 40 --perf v2
     python -m tests.benchmarks.profile_network --rates 2500,2900 --py-spy v2 --dir /tmp/prof
+    python -m tests.benchmarks.profile_network --rates 2500 --seconds 30 --cprofile v2
 
 For each step: the load generator's figures (tests/benchmarks/loadgen.py). For each validator over the
 whole load: CPU per committed transfer (its signature workers included), its main process's user and
@@ -13,10 +14,13 @@ long after the height's start the block arrived (or was proposed), the precheck 
 execution up to the prevote, the wait for the quorum, and the commit. Then, as the benchmark does,
 the same block hash and state root on every node and supply conserved.
 
---py-spy NAME (py-spy on PATH: `pip install py-spy`) or --perf NAME (Debian's linux-perf; cpu-clock
-samples, so it works without hardware counters) records that validator's main process for
---profile-seconds (at --profile-rate samples a second), starting --profile-delay seconds into the
-load; the output lands in --dir.
+--cprofile NAME runs that validator under cProfile with a CPU-time clock for the whole load
+(tests/benchmarks/cprofile_node.py) and prints calls per committed transfer, in all and per
+function: the count of calls is exact, where sampling profilers on an oversubscribed machine charge
+functions for the time spent waiting for a core. --py-spy NAME (py-spy on PATH: `pip install
+py-spy`) or --perf NAME (Debian's linux-perf; cpu-clock samples, so it works without hardware
+counters) records that validator's main process for --profile-seconds (at --profile-rate samples a
+second), starting --profile-delay seconds into the load; the output lands in --dir.
 The devnet and its node logs stay in --dir (default: a new temporary directory, printed).
 """
 
@@ -35,8 +39,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from devnet.layout import validator_names
+from devnet.network import Devnet
 from devnet.processes import rpc
 from tests.benchmarks.bench_devnet import ACCOUNTS, VALIDATORS, agreement, children, create_bench_devnet, process_cpu_s, tree_cpu_s
+from tests.benchmarks.cprofile_node import calls_per_transfer
 from tests.benchmarks.results import measure_verify_rate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +119,23 @@ def _profiler(kind: str, pid: int, seconds: float, output: Path, rate: int) -> l
     return ["perf", "record", "-F", str(rate), "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(output), "--", "sleep", str(seconds)]
 
 
+def _restart_profiled(net: Devnet, name: str, stats: Path) -> None:
+    """Validator `name` again, under `cprofile_node` (its command line still names its home, so
+    the devnet stops it as any other), caught up with the others before the load starts."""
+    net.stop(name)
+    entry = net.reload().validator(name)
+    with open(Path(entry.home) / "node.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.cprofile_node", str(stats), "--", "node", "start", "--home", entry.home],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    net.manifest = net.reload().with_pid(name, process.pid)
+    net.manifest.save()
+    net.wait_answering(name)
+    others = [e for e in net.reload().validators if e.name != name]
+    net.wait_for_height(max(rpc(e, "status")["height"] for e in others), timeout_s=60, names=[name])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rates = parser.add_mutually_exclusive_group(required=True)
@@ -123,6 +146,7 @@ def main() -> None:
     profile = parser.add_mutually_exclusive_group()
     profile.add_argument("--py-spy", metavar="NAME", help="record validator NAME with py-spy")
     profile.add_argument("--perf", metavar="NAME", help="record validator NAME with perf")
+    profile.add_argument("--cprofile", metavar="NAME", help="run validator NAME under cProfile with a CPU-time clock, for the whole load")
     parser.add_argument("--profile-delay", type=float, default=8.0)
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--profile-rate", type=int, help="samples per second (default: py-spy 50, perf 499)")
@@ -130,8 +154,9 @@ def main() -> None:
     kind, target = ("py-spy", args.py_spy) if args.py_spy else ("perf", args.perf) if args.perf else (None, None)
     if kind is not None and shutil.which(kind) is None:
         parser.error(f"{kind} is not on PATH")
-    if target is not None and target not in validator_names(VALIDATORS):
-        parser.error(f"no validator {target!r}: the devnet's are {', '.join(validator_names(VALIDATORS))}")
+    for name in (target, args.cprofile):
+        if name is not None and name not in validator_names(VALIDATORS):
+            parser.error(f"no validator {name!r}: the devnet's are {', '.join(validator_names(VALIDATORS))}")
     out_dir = args.dir or Path(tempfile.mkdtemp(prefix="hearth-profile-"))
     if (out_dir / "net").exists():
         parser.error(f"{out_dir / 'net'} exists: give a new --dir")
@@ -146,6 +171,8 @@ def main() -> None:
     try:
         net.start_all()
         net.wait_for_height(3, timeout_s=60)
+        if args.cprofile is not None:
+            _restart_profiled(net, args.cprofile, out_dir / "cprofile.stats")
         entries = net.reload().validators
         pids = [e.pid for e in entries if e.pid is not None]
         by_pid = {e.pid: e for e in entries}
@@ -189,6 +216,11 @@ def main() -> None:
         print(json.dumps(agreement(net.reload().validators)))
         if kind is not None:
             print(f"{kind} profile of {target}: {profiled}")
+        if args.cprofile is not None:
+            net.stop(args.cprofile)  # SIGTERM: the node ends cleanly, and the profile is written
+            stats = out_dir / "cprofile.stats"
+            summary = calls_per_transfer(stats, committed) if stats.exists() else "no profile written"
+            print(json.dumps({"cprofile_of": args.cprofile, "stats": str(stats), **(summary if isinstance(summary, dict) else {"error": summary})}))
     finally:
         for process in (recorder, generator):
             if process is not None and process.poll() is None:

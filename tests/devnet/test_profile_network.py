@@ -1,18 +1,25 @@
 """The profiling harness's reading of a node log (tests/benchmarks/profile_network.py): each commit
 line's timeline split into the segments of a height, and their summary. The lines are the node's
-own: a validator's, a proposer's, and one committed by block sync with no timeline."""
+own: a validator's, a proposer's, and one committed by block sync with no timeline. And the
+CPU-clock profile it can run a validator under (tests/benchmarks/cprofile_node.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import logging
+import pstats
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from consensus.config import ConsensusConfig
 from consensus.node import Node
-from tests.benchmarks.profile_network import Height, height_segments, summarize_heights
+from tests.benchmarks.cprofile_node import calls_per_transfer
+from tests.benchmarks.profile_network import ROOT, Height, height_segments, summarize_heights
 from tests.ledger.helpers import transfer_tx
 from tests.node.helpers import wait_until
 from tests.node.test_node_inprocess import lone_validator_home
@@ -93,3 +100,33 @@ def test_it_reads_the_commit_lines_a_real_node_logs(tmp_path: Path, caplog: pyte
         assert row.round == 0
         assert row.segments["total"] >= max(row.segments[name] for name in ("arrive", "precheck", "execute", "quorum", "commit"))
         assert all(value >= 0 for value in row.segments.values())
+
+
+def _twice_per_transfer(transfers: int) -> None:
+    for _ in range(2 * transfers):
+        _leaf()
+
+
+def _leaf() -> int:
+    return 1
+
+
+def test_calls_per_transfer_counts_each_functions_calls_over_the_transfers(tmp_path: Path) -> None:
+    profile = cProfile.Profile(time.thread_time)
+    profile.runcall(_twice_per_transfer, 500)
+    profile.dump_stats(str(tmp_path / "stats"))
+    summary = calls_per_transfer(tmp_path / "stats", 500, top=5)
+    leaf = [row for row in summary["top"] if row[2].endswith("(_leaf)")]  # type: ignore[union-attr]
+    assert len(leaf) == 1 and leaf[0][0] == 2.0 and leaf[0][1] >= 0
+    assert summary["python_calls_per_transfer"] >= 2.0 and summary["calls_per_transfer"] >= summary["python_calls_per_transfer"]
+
+
+def test_cprofile_node_runs_the_hearth_command_and_writes_its_profile(tmp_path: Path) -> None:
+    """The wrapper the harness starts a validator with: the command runs (here `--help`) and its
+    statistics are written when it ends, with the CLI's own functions among them."""
+    out = tmp_path / "stats"
+    done = subprocess.run([sys.executable, "-m", "tests.benchmarks.cprofile_node", str(out), "--", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "node" in done.stdout
+    assert any(file.endswith("main.py") for file, _, _ in pstats.Stats(str(out)).stats)  # type: ignore[attr-defined]
+    refused = subprocess.run([sys.executable, "-m", "tests.benchmarks.cprofile_node", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "usage" in refused.stderr
