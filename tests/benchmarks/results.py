@@ -31,11 +31,21 @@ def verify_rate(seconds: float, clock: Callable[[], float] = time.perf_counter) 
     key = nacl.signing.SigningKey(b"\x07" * 32)
     verify_key = key.verify_key
     signed = [(m, key.sign(m).signature) for m in (bytes([i]) * 150 for i in range(64))]
-    count, start = 0, clock()
-    while clock() - start < seconds:
+
+    def verify_all(_: int) -> int:
         for m, sig in signed:
             verify_key.verify(m, sig)
-        count += len(signed)
+        return len(signed)
+
+    return _per_second(verify_all, seconds, clock)
+
+
+def _per_second(step: Callable[[int], int], seconds: float, clock: Callable[[], float]) -> float:
+    """Units per second of `clock` of `step` (given how many units are done, it does some and says
+    how many), repeated for `seconds`."""
+    count, start = 0, clock()
+    while clock() - start < seconds:
+        count += step(count)
     return count / (clock() - start)
 
 
@@ -80,11 +90,12 @@ def python_rate(seconds: float, clock: Callable[[], float] = time.perf_counter) 
     """P: rounds per second of `_python_round` over 64 keys, on `clock` (wall time by default)."""
     keys = [bytes([i]) * 32 for i in range(64)]
     table: dict[bytes, _Record] = {}
-    count, start = 0, clock()
-    while clock() - start < seconds:
+
+    def one_round(_: int) -> int:
         _python_round(table, keys)
-        count += 1
-    return count / (clock() - start)
+        return 1
+
+    return _per_second(one_round, seconds, clock)
 
 
 _MEMORY_TABLE_KEYS = 1 << 18
@@ -120,11 +131,12 @@ def memory_rate(seconds: float, clock: Callable[[], float] = time.perf_counter) 
     ledger's Python (its state is tens of MB) while V and P stay put: this session's VM ran the
     ledger benchmark 25% slower within an hour at the same V and P. M is meant to show that."""
     table, rounds = _memory_table()
-    count, start = 0, clock()
-    while clock() - start < seconds:
-        _memory_round(table, rounds[count % len(rounds)])
-        count += 1
-    return count / (clock() - start)
+
+    def next_round(done: int) -> int:
+        _memory_round(table, rounds[done % len(rounds)])
+        return 1
+
+    return _per_second(next_round, seconds, clock)
 
 
 _P: float | None = None
