@@ -5,6 +5,7 @@ generator at offered rates you choose, and what a profile needs beside the laten
     python -m tests.benchmarks.profile_network --fractions 0.3 --seconds 40 --perf v2
     python -m tests.benchmarks.profile_network --rates 2500,2900 --py-spy v2 --dir /tmp/prof
     python -m tests.benchmarks.profile_network --rates 2500 --seconds 30 --cprofile v2
+    python -m tests.benchmarks.profile_network --rates 2500 --seconds 40 --cpu-phases v2
 
 For each step: the load generator's figures (tests/benchmarks/loadgen.py). For each validator over the
 whole load: CPU per committed transfer (its signature workers included), its main process's user and
@@ -17,7 +18,10 @@ the same block hash and state root on every node and supply conserved.
 --cprofile NAME runs that validator under cProfile with a CPU-time clock for the whole load
 (tests/benchmarks/cprofile_node.py) and prints calls per committed transfer, in all and per
 function: the count of calls is exact, where sampling profilers on an oversubscribed machine charge
-functions for the time spent waiting for a core. --py-spy NAME (py-spy on PATH: `pip install
+functions for the time spent waiting for a core. Its times are not: its own cost per call inflates
+small functions several times over. --cpu-phases NAME runs that validator with its main thread's
+real CPU time split into phases (tests/benchmarks/cpu_phases_node.py: each event-loop callback, and
+a few dozen methods inside them) and prints µs per committed transfer for each: figures that add up. --py-spy NAME (py-spy on PATH: `pip install
 py-spy`) or --perf NAME (Debian's linux-perf; cpu-clock samples, so it works without hardware
 counters) records that validator's main process for --profile-seconds (at --profile-rate samples a
 second), starting --profile-delay seconds into the load; the output lands in --dir.
@@ -43,6 +47,7 @@ from devnet.network import Devnet
 from devnet.processes import rpc
 from tests.benchmarks.bench_devnet import ACCOUNTS, VALIDATORS, agreement, children, create_bench_devnet, process_cpu_s, tree_cpu_s
 from tests.benchmarks.cprofile_node import calls_per_transfer
+from tests.benchmarks.cpu_phases_node import phases_per_transfer
 from tests.benchmarks.results import measure_verify_rate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,14 +124,15 @@ def _profiler(kind: str, pid: int, seconds: float, output: Path, rate: int) -> l
     return ["perf", "record", "-F", str(rate), "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(output), "--", "sleep", str(seconds)]
 
 
-def _restart_profiled(net: Devnet, name: str, stats: Path) -> None:
-    """Validator `name` again, under `cprofile_node` (its command line still names its home, so
-    the devnet stops it as any other), caught up with the others before the load starts."""
+def _restart_profiled(net: Devnet, name: str, stats: Path, wrapper: str = "cprofile_node") -> None:
+    """Validator `name` again, under `wrapper` (cprofile_node or cpu_phases_node; its command line
+    still names its home, so the devnet stops it as any other), caught up with the others before
+    the load starts."""
     net.stop(name)
     entry = net.reload().validator(name)
     with open(Path(entry.home) / "node.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.benchmarks.cprofile_node", str(stats), "--", "node", "start", "--home", entry.home],
+            [sys.executable, "-m", f"tests.benchmarks.{wrapper}", str(stats), "--", "node", "start", "--home", entry.home],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     net.manifest = net.reload().with_pid(name, process.pid)
@@ -147,6 +153,7 @@ def main() -> None:
     profile.add_argument("--py-spy", metavar="NAME", help="record validator NAME with py-spy")
     profile.add_argument("--perf", metavar="NAME", help="record validator NAME with perf")
     profile.add_argument("--cprofile", metavar="NAME", help="run validator NAME under cProfile with a CPU-time clock, for the whole load")
+    profile.add_argument("--cpu-phases", metavar="NAME", help="run validator NAME with its main thread's CPU time split into phases, for the whole load")
     parser.add_argument("--profile-delay", type=float, default=8.0)
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--profile-rate", type=int, help="samples per second (default: py-spy 50, perf 499)")
@@ -154,7 +161,8 @@ def main() -> None:
     kind, target = ("py-spy", args.py_spy) if args.py_spy else ("perf", args.perf) if args.perf else (None, None)
     if kind is not None and shutil.which(kind) is None:
         parser.error(f"{kind} is not on PATH")
-    for name in (target, args.cprofile):
+    wrapped = args.cprofile or args.cpu_phases
+    for name in (target, wrapped):
         if name is not None and name not in validator_names(VALIDATORS):
             parser.error(f"no validator {name!r}: the devnet's are {', '.join(validator_names(VALIDATORS))}")
     out_dir = args.dir or Path(tempfile.mkdtemp(prefix="hearth-profile-"))
@@ -171,8 +179,8 @@ def main() -> None:
     try:
         net.start_all()
         net.wait_for_height(3, timeout_s=60)
-        if args.cprofile is not None:
-            _restart_profiled(net, args.cprofile, out_dir / "cprofile.stats")
+        if wrapped is not None:
+            _restart_profiled(net, wrapped, out_dir / ("cprofile.stats" if args.cprofile else "cpu-phases.json"), "cprofile_node" if args.cprofile else "cpu_phases_node")
         entries = net.reload().validators
         pids = [e.pid for e in entries if e.pid is not None]
         by_pid = {e.pid: e for e in entries}
@@ -221,6 +229,11 @@ def main() -> None:
             stats = out_dir / "cprofile.stats"
             summary = calls_per_transfer(stats, committed) if stats.exists() else "no profile written"
             print(json.dumps({"cprofile_of": args.cprofile, "stats": str(stats), **(summary if isinstance(summary, dict) else {"error": summary})}))
+        if args.cpu_phases is not None:
+            net.stop(args.cpu_phases)  # SIGTERM: the node ends cleanly, and its phases are written
+            phases = out_dir / "cpu-phases.json"
+            found = phases_per_transfer(phases, committed) if phases.exists() else {"error": "no phases written"}
+            print(json.dumps({"cpu_phases_of": args.cpu_phases, "file": str(phases), **found}))
     finally:
         for process in (recorder, generator):
             if process is not None and process.poll() is None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import functools
+import json
 import logging
 import pstats
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ import pytest
 from consensus.config import ConsensusConfig
 from consensus.node import Node
 from tests.benchmarks.cprofile_node import calls_per_transfer
+from tests.benchmarks.cpu_phases_node import PhaseClock, callback_name, phases_per_transfer
 from tests.benchmarks.profile_network import ROOT, Height, height_segments, summarize_heights
 from tests.ledger.helpers import transfer_tx
 from tests.node.helpers import wait_until
@@ -129,4 +133,79 @@ def test_cprofile_node_runs_the_hearth_command_and_writes_its_profile(tmp_path: 
     assert done.returncode == 0 and "node" in done.stdout
     assert any(file.endswith("main.py") for file, _, _ in pstats.Stats(str(out)).stats)  # type: ignore[attr-defined]
     refused = subprocess.run([sys.executable, "-m", "tests.benchmarks.cprofile_node", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "usage" in refused.stderr
+
+
+def _spin(clock: list[float], seconds: float) -> None:
+    clock[0] += seconds
+
+
+def test_phase_clock_takes_each_phases_inner_phases_out_of_its_time() -> None:
+    """Exclusive times: an outer phase of 10 s that calls an inner phase of 3 s twice holds 4 s."""
+    now = [0.0]
+    phases = PhaseClock(lambda: now[0])
+    inner = phases.wrap(lambda: _spin(now, 3.0), "inner")
+
+    def outer() -> None:
+        _spin(now, 1.0)
+        inner()
+        _spin(now, 2.0)
+        inner()
+        _spin(now, 1.0)
+
+    phases.wrap(outer, "outer")()
+    assert dict(phases.seconds) == {"inner": 6.0, "outer": 4.0} and phases.calls == {"inner": 2, "outer": 1}
+    failing = phases.wrap(lambda: 1 / 0, "failing")
+    with pytest.raises(ZeroDivisionError):
+        failing()
+    assert phases.calls["failing"] == 1 and phases._stack == []  # a raising phase still ends
+
+
+def test_each_event_loop_callback_is_named_by_what_it_runs() -> None:
+    async def stepping() -> None:
+        await asyncio.sleep(0)
+
+    async def main() -> str:
+        task = asyncio.ensure_future(stepping())  # its first step is a callback the loop has ready
+        ready = asyncio.get_running_loop()._ready  # type: ignore[attr-defined]
+        handle = next(h for h in ready if getattr(h._callback, "__self__", None) is task)
+        await task
+        return callback_name(handle._callback)
+
+    assert asyncio.run(main()) == "task:test_each_event_loop_callback_is_named_by_what_it_runs.<locals>.stepping"
+    assert callback_name(_leaf) == "cb:_leaf" and callback_name(functools.partial(_leaf)) == "cb:_leaf"
+
+
+def test_phases_per_transfer_divides_by_the_transfers(tmp_path: Path) -> None:
+    path = tmp_path / "phases.json"
+    path.write_text(json.dumps({"total_s": 1.0, "seconds": {"a": 0.5, "b": 0.3}, "calls": {"a": 10, "b": 4}}))
+    assert phases_per_transfer(path, 1000) == {
+        "main_thread_us_per_transfer": 1000.0, "unattributed_us_per_transfer": 200.0, "phases": [[500.0, 10, "a"], [300.0, 4, "b"]],
+    }
+
+
+def test_cpu_phases_node_runs_a_node_and_writes_its_phases(tmp_path: Path) -> None:
+    """The wrapper the harness starts a validator with: a lone validator runs under it until
+    SIGTERM, and its phases are written, among them the loop's callbacks and the commit's."""
+    home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=20))
+    out = tmp_path / "phases.json"
+    log = tmp_path / "node.log"
+    with open(log, "wb") as output:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.cpu_phases_node", str(out), "--", "node", "start", "--home", str(home.root)],
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "committed height=3 " not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline and node.poll() is None, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.05)  # polling a log file another process writes: no event to wait on
+    finally:
+        node.send_signal(signal.SIGTERM)
+        node.wait(timeout=60)
+    data = json.loads(out.read_text())
+    assert data["calls"]["LedgerDB.commit"] >= 3 and data["calls"]["LedgerApp._commit"] >= 3
+    assert any(name.startswith("task:") for name in data["seconds"]) and any(name.startswith("cb:") for name in data["seconds"])
+    assert 0 < sum(data["seconds"].values()) <= data["total_s"]
+    refused = subprocess.run([sys.executable, "-m", "tests.benchmarks.cpu_phases_node", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "usage" in refused.stderr
