@@ -6,14 +6,18 @@ Where cProfile (cprofile_node.py) counts calls exactly but charges each call its
 this measures the main thread's real CPU time (`time.thread_time`, system time included) at a few
 dozen points, so the figures add up to what the process spent:
 - every callback the event loop runs is a phase, named by what it runs: `task:` and the coroutine
-  of the task it steps (`task:P2P._write_loop`), or `cb:` and the callback (`cb:_SelectorSocketTransport._read_ready`,
-  reading a socket, is aiohttp's parsing of what arrived);
-- inside them, the methods in PHASE_METHODS and each kind of peer frame (`msg:block`) are phases
+  of the task it steps (`task:P2P._write_loop`), or `cb:` and the callback; a socket's readiness
+  callback also names the socket (`cb:_SelectorSocketTransport._read_ready[rpc]`: reading an RPC
+  client's connection, which includes aiohttp's parsing of what arrived; `[p2p-in]` and `[p2p-out]`:
+  peer links this node accepted or dialled, by the ports in the node's config; `[unix]`: a worker's);
+- inside them, the functions in PHASE_METHODS and each kind of peer frame (`msg:block`) are phases
   of their own, and their time is taken out of the phase that called them (exclusive times).
 
-What no phase holds (`unattributed`): the loop's own polling between callbacks, start-up, shutdown.
-Each point costs two clock reads, a few µs per block and far less per transaction. The result goes
-to OUT as JSON when the command ends (a node ends cleanly on SIGTERM); `phases_per_transfer` reads it.
+What no phase holds (`unattributed`): the loop's own polling between callbacks. Each point costs two
+clock reads, a few µs per block and far less per transaction. SIGUSR1 takes a snapshot of the
+totals (profile_network sends one as the load starts and one as it ends, so start-up, catching up
+and the heights after the load stay out); the totals and the snapshots go to OUT as JSON when the
+command ends (a node ends cleanly on SIGTERM), and `phases_per_transfer` reads them.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import asyncio.events
 import functools
+import inspect
 import json
 import runpy
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -30,21 +36,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PHASE_METHODS", "PhaseClock", "callback_name", "phases_per_transfer", "run_with_phases"]
+__all__ = ["PHASE_METHODS", "PhaseClock", "callback_name", "listening_ports", "phases_per_transfer", "run_with_phases"]
 
 PHASE_METHODS: dict[str, tuple[str, ...]] = {
     "consensus.node:Node": (
         "_after_commit", "_gossip_txs", "_receive_tx_hashes", "_receive_txs", "_unverified", "_admit_one", "_feed", "_perform",
+        "_receive_consensus", "_send_own",
     ),
     "consensus.mempool:Mempool": ("add_prevalidated", "add_decoded", "update", "recheck_some", "reap"),
     "consensus.app_ledger:LedgerApp": ("validate_block", "propose_block", "decode", "apply_synced", "_commit"),
     "consensus.block_store:BlockStore": ("commit_records",),
+    "consensus.block:Block": ("from_bytes", "build"),
+    "consensus.signer:Signer": ("sign",),
+    "consensus.signer_guard:FileSignerGuard": ("store",),
+    "consensus.signer_guard:ConsensusWAL": ("append", "committed"),
+    "consensus.types:Vote": ("is_signature_valid",),
+    "consensus.types:Proposal": ("is_signed_by",),
+    "consensus.p2p:P2P": ("broadcast", "send_frame", "_on_frame"),
     "ledger.ledger_db:LedgerDB": ("execute", "build", "commit", "_finish"),
-    "consensus.verifier": ("_decoded",),
+    "consensus.verifier": ("_decoded", "trusted_tx"),
 }
-"""Where the phases inside the loop's callbacks are: module:class (or a module) and its functions.
-Synchronous functions only: a coroutine function's call only makes the coroutine (it runs in the
-task's steps, which are phases already)."""
+"""Where the phases inside the loop's callbacks are: module:class (or a module) and its functions,
+class and static methods included. Synchronous functions only: a coroutine function's call only
+makes the coroutine (it runs in the task's steps, which are phases already). A module's function
+is replaced in that module, so it is timed where that module calls it by name."""
 
 
 class PhaseClock:
@@ -54,6 +69,10 @@ class PhaseClock:
         self.clock = clock
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.calls: Counter[str] = Counter()
+        self.snapshots: list[dict[str, Any]] = []
+        self.ports: dict[int, str] = {}
+        """Listening port -> name, for naming the sockets' callbacks (`callback_name`)."""
+        self._start = clock()
         self._stack: list[list[Any]] = []  # [name, start, time of the phases inside]
 
     def enter(self, name: str) -> None:
@@ -78,24 +97,35 @@ class PhaseClock:
 
         return phase
 
-    def install(self) -> None:
-        """Time every callback of the event loop, and the PHASE_METHODS."""
+    def snapshot(self) -> None:
+        """Record the totals so far (the phase under way counts from its end)."""
+        self.snapshots.append({"total_s": self.clock() - self._start, "seconds": dict(self.seconds), "calls": dict(self.calls)})
+
+    def install(self, methods: dict[str, tuple[str, ...]] = PHASE_METHODS) -> None:
+        """Time every callback of the event loop, and `methods`."""
         run = asyncio.events.Handle._run
 
         def timed_run(handle: asyncio.events.Handle) -> None:
-            self.enter(callback_name(handle._callback))  # type: ignore[attr-defined]
+            self.enter(callback_name(handle._callback, self.ports))  # type: ignore[attr-defined]
             try:
                 run(handle)
             finally:
                 self.leave()
 
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
-        for where, names in PHASE_METHODS.items():
+        for where, names in methods.items():
             module_name, _, class_name = where.partition(":")
             module = __import__(module_name, fromlist=["_"])
             owner = getattr(module, class_name) if class_name else module
             for name in names:
-                setattr(owner, name, self.wrap(getattr(owner, name), f"{class_name or module_name.rsplit('.', 1)[-1]}.{name}"))
+                label = f"{class_name or module_name.rsplit('.', 1)[-1]}.{name}"
+                static = inspect.getattr_static(owner, name)
+                if isinstance(static, classmethod):  # wrapped unbound, so the class it is called on stays `cls`
+                    setattr(owner, name, classmethod(self.wrap(static.__func__, label)))
+                elif isinstance(static, staticmethod):
+                    setattr(owner, name, staticmethod(self.wrap(static.__func__, label)))
+                else:
+                    setattr(owner, name, self.wrap(getattr(owner, name), label))
         from consensus.node import Node
 
         handle_message = Node._handle_message
@@ -109,12 +139,14 @@ class PhaseClock:
 
         Node._handle_message = timed_message  # type: ignore[method-assign]
 
-    def to_json(self, total_s: float) -> dict[str, Any]:
-        return {"total_s": total_s, "seconds": dict(self.seconds), "calls": dict(self.calls)}
+    def to_json(self) -> dict[str, Any]:
+        return {"total_s": self.clock() - self._start, "seconds": dict(self.seconds), "calls": dict(self.calls), "snapshots": self.snapshots}
 
 
-def callback_name(callback: Any) -> str:
-    """`task:` and the coroutine a task step runs, or `cb:` and the callback's qualified name."""
+def callback_name(callback: Any, ports: dict[int, str] | None = None) -> str:
+    """`task:` and the coroutine a task step runs, or `cb:` and the callback's qualified name; a
+    socket transport's callback adds which socket: the name of its local port in `ports` (a
+    connection accepted on a listening port), `unix`, or else `out` (one this process dialled)."""
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, asyncio.Task):
         coro = owner.get_coro()
@@ -122,33 +154,64 @@ def callback_name(callback: Any) -> str:
     if isinstance(owner, asyncio.Future):
         return "future"
     function = callback.func if isinstance(callback, functools.partial) else callback
-    return "cb:" + getattr(function, "__qualname__", type(function).__name__)
+    name = "cb:" + getattr(function, "__qualname__", type(function).__name__)
+    if isinstance(owner, asyncio.Transport):
+        sockname = owner.get_extra_info("sockname")
+        if not isinstance(sockname, tuple):
+            name += "[unix]"
+        else:
+            name += f"[{(ports or {}).get(sockname[1], 'out')}]"
+    return name
+
+
+def listening_ports(args: list[str]) -> dict[int, str]:
+    """The RPC's and the peer layer's ports of the node `hearth node start --home DIR` runs, by
+    name (`rpc`, `p2p-in`); none for another command. Connections this node dialled (its outbound
+    peer links) have other local ports and are named `out`."""
+    if "--home" not in args[:-1]:
+        return {}
+    from consensus.config import NodeHome, parse_host_port
+
+    config = NodeHome(Path(args[args.index("--home") + 1])).load_config()
+    return {parse_host_port(config.rpc.listen)[1]: "rpc", parse_host_port(config.p2p.listen)[1]: "p2p-in"}
 
 
 def run_with_phases(out: Path, args: list[str]) -> None:
-    """`hearth ARGS` in this process with its phases timed; the result written to `out` however it ends."""
+    """`hearth ARGS` in this process with its phases timed (SIGUSR1: a snapshot); the result
+    written to `out` however it ends."""
     phases = PhaseClock()
+    phases.ports = listening_ports(args)
     phases.install()
+    signal.signal(signal.SIGUSR1, lambda *_: phases.snapshot())
     sys.argv = ["hearth", *args]
-    start = phases.clock()
     try:
         runpy.run_module("cli.main", run_name="__main__")
     except SystemExit:
         pass
     finally:
-        out.write_text(json.dumps(phases.to_json(phases.clock() - start)))
+        out.write_text(json.dumps(phases.to_json()))
 
 
 def phases_per_transfer(path: Path, transfers: int, top: int = 40) -> dict[str, Any]:
     """From a result: the main thread's CPU µs per transfer in all, what no phase holds, and the
-    `top` phases by their µs per transfer, each with its count of calls."""
+    `top` phases by their µs per transfer, each with its count of calls. With two snapshots or
+    more, over the time between the last two (`window`: "snapshots"); else over the whole run."""
     data = json.loads(path.read_text())
+    window = "whole run"
+    total_s, seconds, calls = data["total_s"], data["seconds"], data["calls"]
+    if len(data.get("snapshots", [])) >= 2:
+        before, after = data["snapshots"][-2:]
+        window = "snapshots"
+        total_s = after["total_s"] - before["total_s"]
+        seconds = {k: v - before["seconds"].get(k, 0.0) for k, v in after["seconds"].items()}
+        calls = {k: v - before["calls"].get(k, 0) for k, v in after["calls"].items()}
     n = max(transfers, 1)
-    rows = sorted(data["seconds"].items(), key=lambda item: -item[1])
+    rows = sorted(((k, v) for k, v in seconds.items() if calls[k] > 0), key=lambda item: -item[1])
     return {
-        "main_thread_us_per_transfer": round(data["total_s"] / n * 1e6, 1),
-        "unattributed_us_per_transfer": round((data["total_s"] - sum(data["seconds"].values())) / n * 1e6, 1),
-        "phases": [[round(seconds / n * 1e6, 2), data["calls"][name], name] for name, seconds in rows[:top]],
+        "window": window,
+        "main_thread_us_per_transfer": round(total_s / n * 1e6, 1),
+        "unattributed_us_per_transfer": round((total_s - sum(seconds.values())) / n * 1e6, 1),
+        "phases": [[round(v / n * 1e6, 2), calls[k], k] for k, v in rows[:top]],
     }
 
 

@@ -21,7 +21,8 @@ function: the count of calls is exact, where sampling profilers on an oversubscr
 functions for the time spent waiting for a core. Its times are not: its own cost per call inflates
 small functions several times over. --cpu-phases NAME runs that validator with its main thread's
 real CPU time split into phases (tests/benchmarks/cpu_phases_node.py: each event-loop callback, and
-a few dozen methods inside them) and prints µs per committed transfer for each: figures that add up. --py-spy NAME (py-spy on PATH: `pip install
+a few dozen methods inside them) and prints µs per committed transfer for each, over the load alone
+(SIGUSR1 snapshots as it starts and ends): figures that add up. --py-spy NAME (py-spy on PATH: `pip install
 py-spy`) or --perf NAME (Debian's linux-perf; cpu-clock samples, so it works without hardware
 counters) records that validator's main process for --profile-seconds (at --profile-rate samples a
 second), starting --profile-delay seconds into the load; the output lands in --dir.
@@ -32,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -187,6 +190,9 @@ def main() -> None:
         heights_before = {e.name: rpc(e, "status")["height"] for e in entries}
         cpu_before, user_sys_before, switches_before = tree_cpu_s(pids), {p: process_cpu_s(p) for p in pids}, context_switches(pids)
         steps = len(offered.split(","))
+        phased = next((e.pid for e in entries if e.name == args.cpu_phases), None) if args.cpu_phases else None
+        if phased is not None:
+            os.kill(phased, signal.SIGUSR1)  # its phases from here (a snapshot), not from its start-up
         generator = subprocess.Popen(
             [sys.executable, "-m", "tests.benchmarks.loadgen", "--devnet", str(out_dir / "net"), "--accounts", str(ACCOUNTS),
              "--seconds", str(args.seconds), "--rates", offered, "--out", str(out_dir / "loadgen.json"), "--no-half"],
@@ -199,6 +205,8 @@ def main() -> None:
             recorder = subprocess.Popen(_profiler(kind, pid, args.profile_seconds, output, args.profile_rate or (50 if kind == "py-spy" else 499)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if generator.wait(timeout=steps * (args.seconds + 130) + 120) != 0:
             raise SystemExit(f"the load generator failed (exit {generator.returncode}); see its output above")
+        if phased is not None:
+            os.kill(phased, signal.SIGUSR1)  # and to here: the load's window
         profiled = None
         if recorder is not None:
             _, errors = recorder.communicate(timeout=args.profile_seconds + 60)

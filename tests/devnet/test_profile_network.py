@@ -176,11 +176,89 @@ def test_each_event_loop_callback_is_named_by_what_it_runs() -> None:
     assert callback_name(_leaf) == "cb:_leaf" and callback_name(functools.partial(_leaf)) == "cb:_leaf"
 
 
+class _Wired:
+    @classmethod
+    def made(cls, value: int) -> tuple[type, int]:
+        return cls, value
+
+    @staticmethod
+    def plain(value: int) -> int:
+        return value + 1
+
+
+class _WiredChild(_Wired):
+    pass
+
+
+def test_class_and_static_methods_are_timed_as_what_they_are() -> None:
+    """A classmethod wrapped keeps binding the class it is called on; a staticmethod binds nothing."""
+    phases = PhaseClock()
+    here = sys.modules[__name__].__name__
+    phases.install({f"{here}:_Wired": ("made", "plain")})
+    try:
+        assert _Wired.made(3) == (_Wired, 3) and _WiredChild.made(4) == (_WiredChild, 4)
+        assert _Wired.plain(1) == 2 and _Wired().plain(2) == 3
+    finally:
+        asyncio.events.Handle._run = _ORIGINAL_RUN  # install() timed the event loop too: undo for the tests after
+    assert phases.calls == {"_Wired.made": 2, "_Wired.plain": 2}
+
+
+_ORIGINAL_RUN = asyncio.events.Handle._run
+
+
+def test_a_sockets_callback_names_the_socket_by_its_local_port() -> None:
+    """The accepted side of a connection is named by the listening port's name, the dialled side `out`."""
+    names: list[str] = []
+
+    async def main() -> None:
+        accepted: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted.set_result(transport)  # type: ignore[arg-type]
+
+        server = await asyncio.get_running_loop().create_server(Server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        dialled, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol, "127.0.0.1", port)
+        inbound = await accepted
+        names.extend(callback_name(t._read_ready, {port: "rpc"}) for t in (inbound, dialled))  # type: ignore[attr-defined]
+        dialled.close()
+        inbound.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+    assert names == ["cb:_SelectorSocketTransport._read_ready[rpc]", "cb:_SelectorSocketTransport._read_ready[out]"]
+
+
 def test_phases_per_transfer_divides_by_the_transfers(tmp_path: Path) -> None:
     path = tmp_path / "phases.json"
     path.write_text(json.dumps({"total_s": 1.0, "seconds": {"a": 0.5, "b": 0.3}, "calls": {"a": 10, "b": 4}}))
     assert phases_per_transfer(path, 1000) == {
-        "main_thread_us_per_transfer": 1000.0, "unattributed_us_per_transfer": 200.0, "phases": [[500.0, 10, "a"], [300.0, 4, "b"]],
+        "window": "whole run", "main_thread_us_per_transfer": 1000.0, "unattributed_us_per_transfer": 200.0,
+        "phases": [[500.0, 10, "a"], [300.0, 4, "b"]],
+    }
+
+
+def test_phases_per_transfer_counts_the_window_between_the_last_two_snapshots(tmp_path: Path) -> None:
+    """Start-up before the first snapshot and what follows the second stay out of the figures."""
+    now = [0.0]
+    phases = PhaseClock(lambda: now[0])
+    work = phases.wrap(lambda seconds: _spin(now, seconds), "work")
+    idle = phases.wrap(lambda: _spin(now, 1.0), "idle")
+    work(5.0)  # start-up
+    phases.snapshot()
+    work(0.3)
+    work(0.2)
+    _spin(now, 0.5)  # in no phase
+    phases.snapshot()
+    work(9.0)
+    idle()  # after the window
+    path = tmp_path / "phases.json"
+    path.write_text(json.dumps(phases.to_json()))
+    assert phases_per_transfer(path, 1000) == {
+        "window": "snapshots", "main_thread_us_per_transfer": 1000.0, "unattributed_us_per_transfer": 500.0,
+        "phases": [[500.0, 2, "work"]],
     }
 
 
@@ -195,16 +273,33 @@ def test_cpu_phases_node_runs_a_node_and_writes_its_phases(tmp_path: Path) -> No
             [sys.executable, "-m", "tests.benchmarks.cpu_phases_node", str(out), "--", "node", "start", "--home", str(home.root)],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
         )
-    try:
+    def wait_for_log(text: str) -> None:
         deadline = time.monotonic() + 60
-        while "committed height=3 " not in log.read_text(errors="replace"):
+        while text not in log.read_text(errors="replace"):
             assert time.monotonic() < deadline and node.poll() is None, log.read_text(errors="replace")[-2000:]
             time.sleep(0.05)  # polling a log file another process writes: no event to wait on
+
+    try:
+        wait_for_log("committed height=3 ")
+        node.send_signal(signal.SIGUSR1)  # a snapshot, as profile_network takes at the load's start
+        wait_for_log("committed height=6 ")
+        node.send_signal(signal.SIGUSR1)  # and at its end
+        wait_for_log("committed height=7 ")
     finally:
         node.send_signal(signal.SIGTERM)
-        node.wait(timeout=60)
+        try:
+            node.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
+            raise
     data = json.loads(out.read_text())
-    assert data["calls"]["LedgerDB.commit"] >= 3 and data["calls"]["LedgerApp._commit"] >= 3
+    assert data["calls"]["LedgerDB.commit"] >= 7 and data["calls"]["LedgerApp._commit"] >= 7
+    first, second = data["snapshots"]
+    assert 3 <= first["calls"]["LedgerDB.commit"] < second["calls"]["LedgerDB.commit"] and second["calls"]["LedgerDB.commit"] >= 6
+    assert 0 < first["total_s"] < second["total_s"] <= data["total_s"]
+    window = phases_per_transfer(out, 1)
+    assert window["window"] == "snapshots" and 0 < window["main_thread_us_per_transfer"] < data["total_s"] * 1e6
     assert any(name.startswith("task:") for name in data["seconds"]) and any(name.startswith("cb:") for name in data["seconds"])
     assert 0 < sum(data["seconds"].values()) <= data["total_s"]
     refused = subprocess.run([sys.executable, "-m", "tests.benchmarks.cpu_phases_node", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
