@@ -101,8 +101,8 @@ class PhaseClock:
         """Record the totals so far (the phase under way counts from its end)."""
         self.snapshots.append({"total_s": self.clock() - self._start, "seconds": dict(self.seconds), "calls": dict(self.calls)})
 
-    def install(self, methods: dict[str, tuple[str, ...]] = PHASE_METHODS) -> None:
-        """Time every callback of the event loop, and `methods`."""
+    def install(self, methods: dict[str, tuple[str, ...]] = PHASE_METHODS, frames: bool = True) -> None:
+        """Time every callback of the event loop, `methods`, and (`frames`) each kind of peer frame."""
         run = asyncio.events.Handle._run
 
         def timed_run(handle: asyncio.events.Handle) -> None:
@@ -126,6 +126,8 @@ class PhaseClock:
                     setattr(owner, name, staticmethod(self.wrap(static.__func__, label)))
                 else:
                     setattr(owner, name, self.wrap(getattr(owner, name), label))
+        if not frames:
+            return
         from consensus.node import Node
 
         handle_message = Node._handle_message
