@@ -22,7 +22,14 @@ from typing import Any
 import nacl.signing
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results.json"
-_V: float | None = None
+_MEASURED: dict[str, float] = {}
+"""V, P and M for the whole run, by name: each measured once, on first use."""
+
+
+def _measured_once(name: str, measure: Callable[[float], float], seconds: float) -> float:
+    if name not in _MEASURED:
+        _MEASURED[name] = measure(seconds)
+    return _MEASURED[name]
 
 
 def verify_rate(seconds: float, clock: Callable[[], float] = time.perf_counter) -> float:
@@ -51,10 +58,7 @@ def _per_second(step: Callable[[int], int], seconds: float, clock: Callable[[], 
 
 def measure_verify_rate(seconds: float = 2.0) -> float:
     """V for the whole run: measured once (over `seconds`), then cached."""
-    global _V
-    if _V is None:
-        _V = verify_rate(seconds)
-    return _V
+    return _measured_once("V", verify_rate, seconds)
 
 
 def measure_verify_rate_now(seconds: float = 0.25) -> float:
@@ -139,24 +143,14 @@ def memory_rate(seconds: float, clock: Callable[[], float] = time.perf_counter) 
     return _per_second(next_round, seconds, clock)
 
 
-_P: float | None = None
-_M: float | None = None
-
-
 def measure_memory_rate(seconds: float = 2.0) -> float:
     """M for the whole run: measured once (over `seconds`), then cached."""
-    global _M
-    if _M is None:
-        _M = memory_rate(seconds)
-    return _M
+    return _measured_once("M", memory_rate, seconds)
 
 
 def measure_python_rate(seconds: float = 2.0) -> float:
     """P for the whole run: measured once (over `seconds`), then cached."""
-    global _P
-    if _P is None:
-        _P = python_rate(seconds)
-    return _P
+    return _measured_once("P", python_rate, seconds)
 
 
 def record(name: str, figures: dict[str, Any]) -> None:

@@ -14,9 +14,7 @@ from tests.benchmarks import results
 
 def test_record_writes_v_p_and_their_ratio_beside_the_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(results, "RESULTS", tmp_path / "bench-results.json")
-    monkeypatch.setattr(results, "_V", 20_000.0)
-    monkeypatch.setattr(results, "_P", 50_000.0)
-    monkeypatch.setattr(results, "_M", 700.0)
+    monkeypatch.setattr(results, "_MEASURED", {"V": 20_000.0, "P": 50_000.0, "M": 700.0})
     results.record("ledger_apply", {"apply_tx_per_s": 9_740})
     results.record("validator_memory", {"peak_rss_mib": 734})
     data = json.loads((tmp_path / "bench-results.json").read_text())
