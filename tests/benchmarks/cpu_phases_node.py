@@ -15,8 +15,8 @@ dozen points, so the figures add up to what the process spent:
 
 What no phase holds (`unattributed`): the loop's own polling between callbacks. Each point costs two
 clock reads, a few µs per block and far less per transaction. SIGUSR1 takes a snapshot of the
-totals (profile_network sends one as the load starts and one as it ends, so start-up, catching up
-and the heights after the load stay out); the totals and the snapshots go to OUT as JSON when the
+totals (profile_network has the load generator send one as each step starts and one as it ends,
+so start-up, catching up and what comes between and after the steps stay out); the totals and the snapshots go to OUT as JSON when the
 command ends (a node ends cleanly on SIGTERM), and `phases_per_transfer` reads them.
 """
 

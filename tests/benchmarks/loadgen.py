@@ -12,6 +12,10 @@ validator. Account i submits only to validator i mod 4, and an account's consecu
 A step is kept up with when, within DRAIN_S after it ends, at least KEEP_UP of its transactions are
 committed and fewer than 1% were refused; the steps stop at the first that is not (or after the list),
 and then one more step runs at half the best committed rate. The result (a JSON file) lists every step.
+
+With `--window-pid PID` the generator sends PID a SIGUSR1 as each step's first tick goes out and
+another once its transactions are counted, so a profiled validator (tests/benchmarks/cpu_phases_node.py)
+can take the step alone: not the generator's start, nor the settling and nonce reads between steps.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import statistics
 import sys
 import time
@@ -58,6 +64,8 @@ class Generator:
         self.urls: list[str] = [v["rpc_url"] for v in manifest["validators"]]
         self.keys = [account_key(i) for i in range(accounts)]
         self.nonces = [0] * accounts
+        self.window_pid: int | None = None
+        """A process to send SIGUSR1 as each step starts and ends (`--window-pid`)."""
         self.next_sender = 0
         self.committed_at: dict[bytes, float] = {}
         self.refused: int = 0
@@ -160,6 +168,10 @@ class Generator:
             key = type(exc).__name__
             self.refusals[key] = self.refusals.get(key, 0) + count
 
+    def _mark_window(self) -> None:
+        if self.window_pid is not None:
+            os.kill(self.window_pid, signal.SIGUSR1)
+
     def plan(self, rate: float, seconds: float) -> list[tuple[list[bytes], list[tuple[int, bytes, int]]]]:
         """The step's schedule, built before it starts: for each tick, the hashes it submits and its
         HTTP requests (validator, JSON-RPC batch body, calls in it), so the step itself only posts."""
@@ -193,6 +205,7 @@ class Generator:
         scheduled: list[tuple[bytes, float]] = []
         tasks: set[asyncio.Task[None]] = set()
         start = time.monotonic() + 0.2
+        self._mark_window()
         for tick, (hashes, requests) in enumerate(ticks):
             at = start + tick * TICK_S
             delay = at - time.monotonic()
@@ -214,6 +227,7 @@ class Generator:
             await asyncio.sleep(0.25)
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        self._mark_window()
         latencies = sorted(self.committed_at[h] - at for h, at in scheduled if h in self.committed_at and self.committed_at[h] <= end + DRAIN_S)
         committed = len(latencies)
         refused = self.refused - refused_before
@@ -256,9 +270,12 @@ class Generator:
                     self.nonces[item["id"]] = item["result"]["nonce"]
 
 
-async def run(devnet: Path, accounts: int, seconds: float, rates: list[float], half_step: bool = True) -> dict[str, Any]:
+async def run(
+    devnet: Path, accounts: int, seconds: float, rates: list[float], half_step: bool = True, window_pid: int | None = None
+) -> dict[str, Any]:
     manifest = json.loads((devnet / "devnet.json").read_text())
     gen = Generator(manifest, accounts)
+    gen.window_pid = window_pid
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
@@ -266,13 +283,14 @@ async def run(devnet: Path, accounts: int, seconds: float, rates: list[float], h
         await asyncio.sleep(1.0)
         steps = []
         best: dict[str, Any] | None = None
-        for rate in rates:
+        for index, rate in enumerate(rates):
+            if index:
+                await gen.settle(session, 2.0)  # before a step, not after the last
             result = await gen.step(session, rate, seconds)
             steps.append(result)
             if not result["kept_up"]:
                 break
             best = result
-            await gen.settle(session, 2.0)
         half = None
         if best is not None and half_step:
             await gen.settle(session, 5.0)
@@ -293,9 +311,10 @@ def main() -> None:
     parser.add_argument("--rates", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-half", action="store_true", help="skip the step at half the best rate (for profiling)")
+    parser.add_argument("--window-pid", type=int, help="send this process SIGUSR1 as each step starts and ends (for profiling)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")][:12]
-    result = asyncio.run(run(args.devnet, args.accounts, args.seconds, rates, half_step=not args.no_half))
+    result = asyncio.run(run(args.devnet, args.accounts, args.seconds, rates, half_step=not args.no_half, window_pid=args.window_pid))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -21,8 +21,8 @@ function: the count of calls is exact, where sampling profilers on an oversubscr
 functions for the time spent waiting for a core. Its times are not: its own cost per call inflates
 small functions several times over. --cpu-phases NAME runs that validator with its main thread's
 real CPU time split into phases (tests/benchmarks/cpu_phases_node.py: each event-loop callback, and
-a few dozen methods inside them) and prints µs per committed transfer for each, over the load alone
-(SIGUSR1 snapshots as it starts and ends): figures that add up. --py-spy NAME (py-spy on PATH: `pip install
+a few dozen methods inside them) and prints µs per committed transfer for each, over the last step
+alone (the load generator sends it SIGUSR1 snapshots as each step starts and ends): figures that add up. --py-spy NAME (py-spy on PATH: `pip install
 py-spy`) or --perf NAME (Debian's linux-perf; cpu-clock samples, so it works without hardware
 counters) records that validator's main process for --profile-seconds (at --profile-rate samples a
 second), starting --profile-delay seconds into the load; the output lands in --dir.
@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -191,11 +189,10 @@ def main() -> None:
         cpu_before, user_sys_before, switches_before = tree_cpu_s(pids), {p: process_cpu_s(p) for p in pids}, context_switches(pids)
         steps = len(offered.split(","))
         phased = next((e.pid for e in entries if e.name == args.cpu_phases), None) if args.cpu_phases else None
-        if phased is not None:
-            os.kill(phased, signal.SIGUSR1)  # its phases from here (a snapshot), not from its start-up
+        window = ["--window-pid", str(phased)] if phased is not None else []  # its snapshots: each step's start and end
         generator = subprocess.Popen(
             [sys.executable, "-m", "tests.benchmarks.loadgen", "--devnet", str(out_dir / "net"), "--accounts", str(ACCOUNTS),
-             "--seconds", str(args.seconds), "--rates", offered, "--out", str(out_dir / "loadgen.json"), "--no-half"],
+             "--seconds", str(args.seconds), "--rates", offered, "--out", str(out_dir / "loadgen.json"), "--no-half", *window],
             cwd=ROOT,
         )
         output = out_dir / ("py-spy.txt" if kind == "py-spy" else "perf.data")
@@ -205,8 +202,6 @@ def main() -> None:
             recorder = subprocess.Popen(_profiler(kind, pid, args.profile_seconds, output, args.profile_rate or (50 if kind == "py-spy" else 499)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if generator.wait(timeout=steps * (args.seconds + 130) + 120) != 0:
             raise SystemExit(f"the load generator failed (exit {generator.returncode}); see its output above")
-        if phased is not None:
-            os.kill(phased, signal.SIGUSR1)  # and to here: the load's window
         profiled = None
         if recorder is not None:
             _, errors = recorder.communicate(timeout=args.profile_seconds + 60)
@@ -240,8 +235,9 @@ def main() -> None:
         if args.cpu_phases is not None:
             net.stop(args.cpu_phases)  # SIGTERM: the node ends cleanly, and its phases are written
             phases = out_dir / "cpu-phases.json"
-            found = phases_per_transfer(phases, committed) if phases.exists() else {"error": "no phases written"}
-            print(json.dumps({"cpu_phases_of": args.cpu_phases, "file": str(phases), **found}))
+            last = result["steps"][-1]  # the window between the last two snapshots is the last step's
+            found = phases_per_transfer(phases, last["committed"]) if phases.exists() else {"error": "no phases written"}
+            print(json.dumps({"cpu_phases_of": args.cpu_phases, "step_offered_per_s": last["offered_per_s"], "file": str(phases), **found}))
     finally:
         for process in (recorder, generator):
             if process is not None and process.poll() is None:

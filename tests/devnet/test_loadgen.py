@@ -5,6 +5,8 @@ step is never scored on a silent subscription."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import aiohttp
@@ -48,3 +50,25 @@ def test_the_watcher_resubscribes_and_fetches_the_blocks_it_missed(tmp_path: Pat
             await node.stop()
 
     asyncio.run(main())
+
+
+def test_each_step_marks_its_window_for_a_profiled_process() -> None:
+    """With `window_pid`, a step sends that process SIGUSR1 as its first tick goes out and again once
+    its transactions are counted: two snapshots a step, so a profile covers the step alone."""
+    marks: list[str] = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: marks.append("mark"))
+    try:
+        gen = Generator({"chain_id": "c", "validators": [{"rpc_url": "http://127.0.0.1:9"}]}, 0)
+
+        async def main() -> None:
+            async with aiohttp.ClientSession() as session:
+                assert (await gen.step(session, 0, 0.05))["submitted"] == 0  # unmarked: no window_pid
+                gen.window_pid = os.getpid()
+                for step in range(2):
+                    await gen.step(session, 0, 0.05)
+                    marks.append(f"step {step} returned")
+
+        asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert marks == ["mark", "mark", "step 0 returned", "mark", "mark", "step 1 returned"]
