@@ -6,7 +6,7 @@ Layout of `--home DIR`:
     DIR/genesis.json       the chain's genesis (identical on every node)
     DIR/node_key           the node's ed25519 seed, 64 hex characters, mode 0600
     DIR/data/ledger/       LevelDB: ledger state, blocks and commit certificates
-    DIR/data/signer.json   the double-sign guard's last signed height/round/step
+    DIR/data/signer_state  the double-sign guard's last signed height/round/step and lock (two slots)
     DIR/data/wal/          consensus messages of the current height
 
 The node key is also the validator key: a node is a validator when its public key is in the
@@ -226,6 +226,11 @@ class NodeHome:
 
     @property
     def signer_path(self) -> Path:
+        return self.data_dir / "signer_state"
+
+    @property
+    def legacy_signer_path(self) -> Path:
+        """Where nodes from before the slotted signer state kept it (read once, then removed)."""
         return self.data_dir / "signer.json"
 
     @property

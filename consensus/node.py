@@ -167,7 +167,7 @@ class Node:
             precommit_ms=c.timeout_precommit_ms,
             precommit_delta_ms=c.timeout_delta_ms,
         )
-        self.signer = Signer(self.keypair, FileSignerGuard(self.home.signer_path))
+        self.signer = Signer(self.keypair, FileSignerGuard(self.home.signer_path, self.home.legacy_signer_path))
         self.engine = Engine(EngineConfig(self._genesis.chain_id, timeouts), self.app, self.signer)
         self.wal = ConsensusWAL(self.home.wal_dir)
         self.p2p = P2P(
