@@ -9,7 +9,7 @@ The guard also holds the validator's lock (the paper's lockedRound/lockedValue, 
 together with a precommit). A restarted engine restores it, so a crash cannot make an honest
 validator forget the lock that the safety argument relies on.
 
-`SignerGuard` is the persistence interface. The node implements it on disk (write, fsync, rename);
+`SignerGuard` is the persistence interface. The node implements it on disk (consensus/signer_guard.py);
 `MemorySignerGuard` is for tests and the simulator, where "disk" survives a simulated crash.
 """
 
@@ -98,7 +98,7 @@ class SignedState(WireMessage):
 class SignerGuard(Protocol):
     """Durable storage of the last `SignedState`.
 
-    `store` must not return until the state is durable (written and fsync'd): the signature is
+    `store` must not return until the state is durable (written and synced to disk): the signature is
     released only after it returns. `load` returns what the last completed `store` wrote, or None
     if nothing was ever signed.
     """

@@ -5,21 +5,28 @@ step), its sign bytes, signature and lock, durable before the signature is relea
 two slots of SLOT_BYTES; each store writes the slot that does not hold the latest state, in place,
 and fdatasyncs it. A slot is MAGIC, a sequence number, the state's length and a CRC32 of those and
 the state, then the state (`SignedState.to_bytes`) and zeros; sequence number n lives in slot n mod 2.
-Loading takes the valid slot with the higher sequence number. A crash mid-write can tear only the slot being written, whose signature
-was never released; the other slot still holds the state last released. So after a crash the guard
-holds the old or the new state, whole; never a mix, never less than what was released.
+Loading takes the whole slot with the higher sequence number. A crash mid-write can tear only the
+slot being written, whose signature was never released; the other slot still holds the state last
+released. So after a crash the guard holds the old or the new state, whole; never a mix, never
+less than what was released.
 
-Why slots: the file's blocks are allocated once (the file is made whole by write-fsync-rename), so
-a store changes no metadata and costs one fdatasync, where replacing a file costs a rename and two
-fsyncs: about 50 against 210 µs of CPU and 150 against 600 µs of wall time here, 2.25 times a height.
-A node from before slots has `signer.json` (the state alone, replaced whole); it is read when the
-slotted file does not exist yet, and removed once that file does.
+Why slots: the file is made whole once (written, fsync'd, renamed, the directory fsync'd), so its
+blocks exist and a store is one write and one fdatasync, where replacing the file each time cost a
+rename and two fsyncs: about 50 against 210 µs of CPU and 150 against 600 µs of wall time on this
+project's ext4 VM, 2.25 times a height.
+
+A node from before slots kept the state alone in `signer.json`, replaced whole. It is read while
+`signer_state` does not exist; the first store makes `signer_state`, then replaces `signer.json`
+durably with LEGACY_TOMBSTONE, which the older release cannot parse, so it refuses to sign rather
+than sign with a forgotten history if someone runs it again on this home. Should both files hold a
+state (a crash between the two writes), the later position is taken; a tombstone with no
+`signer_state` beside it means the state was lost, and the node refuses to start.
 
 `ConsensusWAL` is the write-ahead log of the consensus messages of the current height (received
 and our own, as the frames that carried them). A restarted node replays it into the engine, so
 it resumes the height with the votes it had seen instead of waiting for resends. The WAL is
 flushed to the OS per record but not fsync'd: what a power cut loses, peers resend; safety rests on
-the signer guard alone, which is fsync'd.
+the signer guard alone, which is synced to disk.
 
 WAL record: 4-byte big-endian length, 4-byte CRC32 of the body, body = msgpack
 `[height, kind, payload]`. Reading stops at the first short or corrupt record (a torn last write).
@@ -108,6 +115,12 @@ def decode_slot(slot: bytes) -> tuple[int, bytes] | None:
     return sequence, state
 
 
+LEGACY_TOMBSTONE = b"\x00moved to signer_state: this release keeps the signer state there\n"
+"""What `signer.json` holds once `signer_state` exists: bytes no release parses as a state."""
+
+_datasync = getattr(os, "fdatasync", os.fsync)  # fdatasync is Linux's (and most Unixes'); macOS has fsync
+
+
 class FileSignerGuard:
     """The double-sign guard on disk, in two slots (see the module's text). `store` returns only
     once the state is durable. `legacy_path`: where a node from before slots kept its state."""
@@ -120,12 +133,23 @@ class FileSignerGuard:
         self._sequence: int | None = None
         """The latest slot's sequence number; None until the slotted file exists (it is made whole
         by the first store)."""
+        self._loaded = False
+        self._legacy_live = False
+        """`legacy_path` holds a state (not the tombstone): the next store replaces it."""
 
     def load(self) -> SignedState | None:
+        self._loaded = True
+        slotted = self._load_slots()
+        legacy = self._load_legacy(slotted is not None)
+        if slotted is None or legacy is None:
+            return slotted or legacy
+        return max(slotted, legacy, key=lambda state: state.position)
+
+    def _load_slots(self) -> SignedState | None:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return self._load_legacy()
+            return None
         slots = [decode_slot(data[i : i + SLOT_BYTES]) for i in (0, SLOT_BYTES)]
         written = [slot for i, slot in enumerate(slots) if slot is not None and _slot_offset(slot[0]) == i * SLOT_BYTES]
         if len(data) != 2 * SLOT_BYTES or not written:
@@ -135,14 +159,25 @@ class FileSignerGuard:
         self._sequence = sequence
         return self._parse(state, self.path)
 
-    def _load_legacy(self) -> SignedState | None:
+    def _load_legacy(self, beside_slots: bool) -> SignedState | None:
+        self._legacy_live = False
         if self.legacy_path is None:
             return None
         try:
             data = self.legacy_path.read_bytes()
         except FileNotFoundError:
             return None
-        return self._parse(data, self.legacy_path)
+        if data == LEGACY_TOMBSTONE:
+            if not beside_slots:
+                raise RuntimeError(f"{self.legacy_path} says the signer state moved to {self.path}, which is missing; refusing to sign")
+            return None
+        self._legacy_live = True
+        try:
+            return self._parse(data, self.legacy_path)
+        except RuntimeError:
+            if beside_slots:
+                return None  # not a state: the slotted file is the guard's; the next store replaces this one
+            raise
 
     @staticmethod
     def _parse(data: bytes, path: Path) -> SignedState:
@@ -153,22 +188,26 @@ class FileSignerGuard:
 
     def store(self, state: SignedState) -> None:
         data = state.to_bytes()
-        if self._sequence is None and self.path.exists():
+        if not self._loaded:
             self.load()  # a guard that stores before it loads still continues the file's sequence
         if self._sequence is None:
             write_file_durably(self.path, bytes(SLOT_BYTES) + encode_slot(1, data))  # sequence 1: slot 1
             self._sequence = 1
-            if self.legacy_path is not None and self.legacy_path.exists():
-                self.legacy_path.unlink()  # the slotted file, durable, takes precedence from here
         else:
             sequence = self._sequence + 1
+            slot = encode_slot(sequence, data)
             fd = os.open(self.path, os.O_WRONLY)
             try:
-                os.pwrite(fd, encode_slot(sequence, data), _slot_offset(sequence))
-                os.fdatasync(fd)
+                if os.pwrite(fd, slot, _slot_offset(sequence)) != len(slot):
+                    raise OSError(f"short write to {self.path}")
+                _datasync(fd)
             finally:
                 os.close(fd)
             self._sequence = sequence
+        if self._legacy_live:
+            assert self.legacy_path is not None
+            write_file_durably(self.legacy_path, LEGACY_TOMBSTONE)  # after signer_state is durable
+            self._legacy_live = False
         self.stores += 1
 
 

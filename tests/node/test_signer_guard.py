@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consensus import signer_guard
+from consensus.errors import MessageInvalid
 from consensus.signer import NO_LOCK, Lock, MemorySignerGuard, SignedState, Signer
-from consensus.signer_guard import SLOT_BYTES, ConsensusWAL, FileSignerGuard, decode_slot, encode_slot
+from consensus.signer_guard import LEGACY_TOMBSTONE, SLOT_BYTES, ConsensusWAL, FileSignerGuard, decode_slot, encode_slot
 from consensus.types import Step, VoteKind, vote_sign_bytes
 from ledger.crypto import Keypair
 
@@ -117,9 +119,6 @@ def test_guard_refuses_to_start_when_no_slot_is_whole(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(RuntimeError, match="no whole slot; refusing to sign"):
         restarted(path)
-    path.write_bytes(bytes(data[:SLOT_BYTES]))  # cut short
-    with pytest.raises(RuntimeError, match="refusing to sign"):
-        restarted(path)
 
 
 def test_a_slot_in_the_wrong_place_is_not_taken(tmp_path: Path) -> None:
@@ -131,25 +130,117 @@ def test_a_slot_in_the_wrong_place_is_not_taken(tmp_path: Path) -> None:
     assert FileSignerGuard(path).load() == states[1]
 
 
-def test_a_state_from_before_slots_is_read_then_replaced(tmp_path: Path) -> None:
+def legacy_home(tmp_path: Path, height: int = 9) -> tuple[Path, Path, SignedState, bytes]:
+    """A home as a release before slots left it: `signer.json` holding the state alone."""
     legacy, path = tmp_path / "signer.json", tmp_path / "signer_state"
     signer = Signer(KEY, MemorySignerGuard())
-    signature = signer.sign(9, 1, Step.PRECOMMIT, b"precommit", Lock(1, BLOCK_A))
+    signature = signer.sign(height, 1, Step.PRECOMMIT, b"precommit", Lock(1, BLOCK_A))
+    assert signature is not None and signer.last_signed is not None
     legacy.write_bytes(signer.last_signed.to_bytes())  # what FileSignerGuard wrote before slots
+    return legacy, path, signer.last_signed, signature
+
+
+def test_a_state_from_before_slots_is_read_then_tombstoned(tmp_path: Path) -> None:
+    legacy, path, state, signature = legacy_home(tmp_path)
     upgraded = Signer(KEY, FileSignerGuard(path, legacy))
     assert upgraded.sign(9, 1, Step.PRECOMMIT, b"another precommit", NO_LOCK) is None
     assert upgraded.sign(9, 1, Step.PRECOMMIT, b"precommit", Lock(1, BLOCK_A)) == signature
-    assert not path.exists() and legacy.exists()  # a re-signature stores nothing
+    assert not path.exists() and legacy.read_bytes() == state.to_bytes()  # a re-signature stores nothing
     assert upgraded.sign(9, 2, Step.PROPOSE, b"a proposal", Lock(1, BLOCK_A)) is not None
-    assert path.exists() and not legacy.exists()  # the first store made the slotted file
     assert FileSignerGuard(path, legacy).load() == upgraded.last_signed
-    legacy.write_bytes(b"\x00unreadable")  # a stray legacy file is ignored once slots exist
-    assert FileSignerGuard(path, legacy).load() == upgraded.last_signed
-    legacy.unlink()
-    path.unlink()
+    # the old file now holds what no release parses: the older one refuses to start on this home
+    assert legacy.read_bytes() == LEGACY_TOMBSTONE
+    with pytest.raises(MessageInvalid):
+        SignedState.from_bytes(LEGACY_TOMBSTONE)  # the older release's whole load
+
+
+def test_with_both_files_the_later_position_is_taken(tmp_path: Path) -> None:
+    """A crash between making signer_state and tombstoning signer.json leaves two states: the later
+    one holds. Whichever file has it, the guard continues from there."""
+    legacy, path, _, _ = legacy_home(tmp_path, height=20)
+    signed_states(path, 3)  # signer_state at height 3, older than signer.json's 20
+    guard = FileSignerGuard(path, legacy)
+    assert guard.load().height == 20
+    signer = Signer(KEY, guard)
+    assert signer.sign(19, 0, Step.PREVOTE, prevote_bytes(19, 0, BLOCK_A), NO_LOCK) is None
+    assert signer.sign(21, 0, Step.PREVOTE, prevote_bytes(21, 0, BLOCK_A), NO_LOCK) is not None
+    assert legacy.read_bytes() == LEGACY_TOMBSTONE and FileSignerGuard(path, legacy).load().height == 21
+    legacy.write_bytes(b"\x00unreadable")  # not a state beside slots: ignored, replaced by the next store
+    assert FileSignerGuard(path, legacy).load().height == 21
+
+
+def test_a_lost_or_unreadable_state_stops_the_node(tmp_path: Path) -> None:
+    legacy, path, _, _ = legacy_home(tmp_path)
     legacy.write_bytes(b"\x00unreadable")
-    with pytest.raises(RuntimeError, match="refusing to sign"):
+    with pytest.raises(RuntimeError, match="unreadable.*refusing to sign"):
         Signer(KEY, FileSignerGuard(path, legacy))
+    legacy.write_bytes(LEGACY_TOMBSTONE)  # the state moved, and signer_state is gone
+    with pytest.raises(RuntimeError, match="missing; refusing to sign"):
+        Signer(KEY, FileSignerGuard(path, legacy))
+
+
+def test_a_store_whose_sync_fails_releases_no_signature(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "signer_state"
+    signed_states(path, 2)
+    signer = restarted(path)
+    calls: list[int] = []
+
+    def failing_sync(fd: int) -> None:
+        calls.append(fd)
+        raise OSError("the disk is gone")
+
+    monkeypatch.setattr(signer_guard, "_datasync", failing_sync)
+    with pytest.raises(OSError, match="the disk is gone"):
+        signer.sign(3, 0, Step.PREVOTE, prevote_bytes(3, 0, BLOCK_A), NO_LOCK)
+    assert calls and signer.last_signed is not None and signer.last_signed.height == 2
+
+
+def test_a_guard_that_stores_before_it_loads_keeps_the_latest_state(tmp_path: Path) -> None:
+    path = tmp_path / "signer_state"
+    states = signed_states(path, 3)  # the latest, 3, in slot 1
+    newer = SignedState(4, 0, Step.PREVOTE, prevote_bytes(4, 0, BLOCK_A), b"\x01" * 64, NO_LOCK)
+    FileSignerGuard(path).store(newer)
+    data = path.read_bytes()
+    assert decode_slot(data[:SLOT_BYTES]) == (4, newer.to_bytes())
+    assert decode_slot(data[SLOT_BYTES:]) == (3, states[2].to_bytes())
+
+
+def test_a_file_of_the_wrong_length_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "signer_state"
+    signed_states(path, 2)
+    data = path.read_bytes()
+    for cut in (data[:SLOT_BYTES], data + b"\x00"):  # each still holds a whole slot
+        path.write_bytes(cut)
+        with pytest.raises(RuntimeError, match="no whole slot; refusing to sign"):
+            restarted(path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(count=st.integers(1, 5), pieces=st.lists(st.booleans(), min_size=SLOT_BYTES // 512, max_size=SLOT_BYTES // 512))
+def test_a_slot_half_rewritten_sector_by_sector_yields_the_old_or_the_new_state(count: int, pieces: list[bool]) -> None:
+    """A crash mid-store as a disk shows it: each 512-byte sector of the slot being written holds its
+    old or its new bytes. The guard then has the state released before the store, or the new one."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "signer_state"
+        states = signed_states(path, count)
+        before = path.read_bytes()
+        restarted(path).sign(count + 1, 0, Step.PREVOTE, prevote_bytes(count + 1, 0, BLOCK_B), NO_LOCK)
+        after = path.read_bytes()
+        new = FileSignerGuard(path).load()
+        offset = ((count + 1) % 2) * SLOT_BYTES
+        assert before[SLOT_BYTES - offset : 2 * SLOT_BYTES - offset] == after[SLOT_BYTES - offset : 2 * SLOT_BYTES - offset]
+        mixed = bytearray(before)
+        for i, take_new in enumerate(pieces):
+            if take_new:
+                at = offset + 512 * i
+                mixed[at : at + 512] = after[at : at + 512]
+        path.write_bytes(bytes(mixed))
+        loaded = FileSignerGuard(path).load()
+        assert loaded in (new, states[-1])
+        if all(pieces):
+            assert loaded == new
+        if not any(pieces):
+            assert loaded == states[-1]
 
 
 def test_wal_replays_in_order_and_cuts_a_torn_tail(tmp_path: Path) -> None:
