@@ -86,6 +86,11 @@ FRAME_KINDS = ("status", "proposal", "vote", "block", "txs", "tx_hashes", "get_t
 TX_GOSSIP_INTERVAL_S = 0.04
 """How often a node sends peers what it admitted since: larger frames, fewer of them (each costs
 both ends a socket write or read and a parse, whatever its size)."""
+TX_ANNOUNCE_INTERVAL_S = 0.25
+"""How often a node announces its peers' transactions to its other peers (`tx_hashes`). In a full
+mesh every announcement is of a transaction the peer already has, so they go less often than the
+transactions themselves: a few frames a second per peer instead of one each TX_GOSSIP_INTERVAL_S;
+beyond one hop a transaction spreads at most this much later (then TX_FETCH_DELAY_S)."""
 TX_GOSSIP_MAX_BYTES = 1 << 20
 TX_HASHES_PER_FRAME = 8_192
 """Hashes in one `tx_hashes` announcement or `get_txs` request, at most."""
@@ -202,6 +207,9 @@ class Node:
         self._wanted: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
         """Announced transactions not here yet: hash -> (announcing peer's node id, when announced)."""
         self._fetch_scheduled = False
+        self._to_announce: list[Added] = []
+        """Peers' transactions admitted here and not announced yet (`_gossip_txs`)."""
+        self._announce_at = 0.0
         self._tx_checks: asyncio.Queue[tuple[list[Any], list[bytes], dict[bytes, Tx | Rejected], asyncio.Future[list[Tx | Rejected]]]] | None = None
         """Peer batches on their way through the verifier: (batches, raws sent, results known, the check)."""
         self._submitted_done: asyncio.Future[None] | None = None
@@ -829,13 +837,14 @@ class Node:
                 self._waiting_for_txs = None
                 self._feed(Start(waiting[0]))  # a transaction ended the empty-block wait
             outbox = self.mempool.drain_added()
-            if outbox:
+            if outbox or self._to_announce:
                 self._gossip_txs(outbox)
 
     def _gossip_txs(self, outbox: list[Added]) -> None:
         """A client's transactions go whole to every peer. A peer's are announced by hash to the
-        other peers, which ask for those that did not reach them whole (`_receive_tx_hashes`): in a
-        full mesh each node receives each transaction once, and beyond it they still spread."""
+        other peers, every TX_ANNOUNCE_INTERVAL_S, and they ask for those that did not reach them
+        whole (`_receive_tx_hashes`): in a full mesh each node receives each transaction once, and
+        beyond it they still spread."""
         frame: list[bytes] = []
         size = 0
         for added in outbox:
@@ -848,9 +857,12 @@ class Node:
             size += len(added.raw)
         if frame:
             self.p2p.broadcast("txs", frame)
-        relayed = [added for added in outbox if added.source is not None]
-        if not relayed:
+        self._to_announce.extend(added for added in outbox if added.source is not None)
+        now = time.monotonic()
+        if not self._to_announce or now < self._announce_at:
             return
+        relayed, self._to_announce = self._to_announce, []
+        self._announce_at = now + TX_ANNOUNCE_INTERVAL_S
         for peer in list(self.p2p.peers.values()):
             hashes = [added.hash for added in relayed if added.source != peer.node_id]
             for i in range(0, len(hashes), TX_HASHES_PER_FRAME):

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from consensus.config import ConsensusConfig, NodeConfig, NodeHome, P2PConfig, RPCConfig
-from consensus.node import Node
+from consensus.node import TX_ANNOUNCE_INTERVAL_S, TX_GOSSIP_INTERVAL_S, Node
 from ledger import Genesis, make_tx
 from ledger.crypto import sha256 as sha
 from tests.ledger.helpers import CHAIN_ID, key, make_genesis
@@ -80,6 +80,29 @@ def test_in_a_full_mesh_each_node_receives_each_transaction_once_and_asks_for_no
             assert node.stats["txs_received"] == len(raws), "a transaction came whole more than once"
             assert node.stats["txs_asked"] == 0, "in a full mesh nothing is missing"
         assert nodes[2].stats["txs_received"] == 0, "nothing is sent back to the node it came from"
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
+
+
+def test_announcements_go_once_an_interval_whatever_the_transactions_pace(tmp_path: Path) -> None:
+    """A peer's transactions are announced to the other peers every TX_ANNOUNCE_INTERVAL_S, not on
+    every gossip turn: in a full mesh each announcement is of what the peer has already."""
+    links = {0: (), 1: (0,), 2: (0, 1)}
+    node_homes = homes(tmp_path, links, validators=1)
+    raws = transfers(12)
+
+    async def scenario(nodes: list[Node]) -> None:
+        start = time.monotonic()
+        for raw in raws:  # one a gossip turn: n2 sends a `txs` frame each turn
+            await nodes[2].submit_tx(raw)
+            await asyncio.sleep(TX_GOSSIP_INTERVAL_S)
+        await wait_until(lambda: nodes[1].stats["txs_received"] == len(raws), 20, "n1 has them all from n2")
+        await wait_until(lambda: nodes[0].p2p.stats["received_tx_hashes"] >= 1, 20, "n1 announced them to n0")
+        elapsed = time.monotonic() - start
+        turns = nodes[0].p2p.stats["received_txs"]
+        announcements = nodes[0].p2p.stats["received_tx_hashes"]
+        assert announcements <= 1 + elapsed / TX_ANNOUNCE_INTERVAL_S, (announcements, elapsed)
+        assert announcements < turns, (announcements, turns)
 
     asyncio.run(run_nodes(node_homes, links, scenario))
 
