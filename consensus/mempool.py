@@ -16,7 +16,13 @@ balance work). So an entry that read what a transaction before it in the pool wr
 the block committed that very transaction. The head record (height, time, period) is written by
 every block; the types the ledger names in HEAD_PERIOD_ONLY_TYPES (transfers) read it only for the
 period, so for them the ledger compares only that, and a block that starts a new period makes
-every entry run again, as it changes every account's settlement. The same records
+every entry run again, as it changes every account's settlement. Most entries need not even be
+compared. When the new head is one block on from the last, in the same period, the keys whose
+values may have changed for the queue are known: those the block wrote (`LedgerDB.last_written`),
+those the committed entries had written in the pool, and, as the re-check goes, those that entries
+re-run or evicted wrote before and write now (a block that comes while a re-check is under way adds
+its own to what the queue still has to see). An entry that read none of them holds as it is
+(`reads_untouched`), about 1.2 µs an entry against 2 for comparing its reads. The same records
 let the proposer's build and a validator's execution of a proposal skip the transactions whose
 effects hold (`known_effects`; ledger `apply_known_effect`). The re-check runs in chunks
 (`recheck_some`) so a large backlog never holds the event loop for long; admissions wait until it
@@ -48,7 +54,7 @@ from typing import Any, NamedTuple
 from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
-from ledger.transition import KnownEffects, apply_effect_if_holds
+from ledger.transition import HEAD_KEY, KnownEffects, apply_effect_if_holds, reads_untouched
 
 __all__ = ["Added", "AddResult", "Mempool", "MempoolFull"]
 
@@ -145,6 +151,12 @@ class Mempool:
         """Waiting to be re-checked on the new head; all newer than what `_pending` holds."""
         self._bytes = 0
         self._overlay: State = ledger.view()
+        head = ledger.head
+        self._base = (head.height, head.period)
+        """The height and period of the head the overlay was built on."""
+        self._changed: set[bytes] | None = None
+        """While a re-check runs: the keys whose values may differ from what the entries still queued
+        read (`update`); None: unknown, every entry's reads are compared."""
         self._rejected: OrderedDict[bytes, Rejected] = OrderedDict()
         self._parked: OrderedDict[tuple[bytes, int], tuple[Tx, bytes | None]] = OrderedDict()
         self._added: list[Added] = []
@@ -299,12 +311,30 @@ class Mempool:
 
     def update(self, committed_hashes: Iterable[bytes], recheck_now: int | None = None) -> None:
         """After a commit: drop the committed transactions and queue the rest for re-checking on
-        the new head; re-check `recheck_now` of them at once (None: all)."""
+        the new head; re-check `recheck_now` of them at once (None: all).
+
+        When the new head is the one block after the old in the same period, and the ledger says
+        which keys that block wrote, an entry that read none of those keys, none that a committed
+        entry wrote, and none that an entry before it re-checked differently wrote, holds without its
+        reads being compared (`reads_untouched`): what a re-check costs is then in the entries the
+        block touched, not in the backlog."""
+        head = self._ledger.head
+        written = self._ledger.last_written
+        one_block_on = written is not None and written[0] == head.height == self._base[0] + 1
+        changed = set(written[1]) if one_block_on and head.period == self._base[1] else None  # type: ignore[index]
+        if self._recheck:  # the last re-check is not done: what its queue had to see still counts
+            changed = None if changed is None or self._changed is None else changed | self._changed
+        self._base = (head.height, head.period)
         for tx_hash in committed_hashes:
             entry = self._pending.pop(tx_hash, None) or self._recheck.pop(tx_hash, None)
             if entry is not None:
                 self._bytes -= entry.size
                 self.stats["committed"] += 1
+                if changed is not None:
+                    changed.update(entry.writes)  # the overlay had them; the new head has the block's
+        if changed is not None:
+            changed.discard(HEAD_KEY)  # every block writes it; `reads_untouched` knows who reads more than its period
+        self._changed = changed
         # Arrival order is `_pending` then `_recheck` (a re-check moves the queue's oldest into
         # `_pending`; nothing is admitted while it runs). All of it is queued again, in that order.
         queue = self._pending
@@ -318,21 +348,32 @@ class Mempool:
         When the queue empties, parked transactions whose turn has come are admitted."""
         queue = self._recheck
         overlay = self._overlay
+        changed = self._changed
         for _ in range(min(max_txs, len(queue))):
             tx_hash, entry = queue.popitem(last=False)
+            if changed is not None and reads_untouched(entry, changed):  # every value it read is there
+                overlay.changes.update(entry.writes)
+                self._pending[tx_hash] = entry
+                self.stats["kept_on_recheck"] += 1
+                continue
             if apply_effect_if_holds(overlay, entry):  # it reads what it read before: same writes
                 self._pending[tx_hash] = entry
                 self.stats["kept_on_recheck"] += 1
                 continue
+            if changed is not None:
+                changed.update(entry.writes)  # what it wrote before; what it writes now, below
             try:
-                self._pending[tx_hash] = self._check(entry.tx, entry.size)
+                self._pending[tx_hash] = checked = self._check(entry.tx, entry.size)
             except Rejected as exc:
                 self._bytes -= entry.size
                 self._remember_rejected(tx_hash, exc)
                 self.stats["evicted_on_recheck"] += 1
             else:
                 self.stats["rerun_on_recheck"] += 1
+                if changed is not None:
+                    changed.update(checked.writes)
         if not queue:
+            self._changed = None
             self._retry_parked()
         return len(queue)
 

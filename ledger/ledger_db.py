@@ -75,6 +75,9 @@ class LedgerDB:
         self.genesis = genesis
         self.committed = CommittedState(store)
         self.commitment = StateCommitment()
+        self.last_written: tuple[int, frozenset[bytes]] | None = None
+        """(height, the state keys its block wrote) for the last block this object committed: what
+        changed since the height before, for a mempool's re-check. None before the first."""
         stored_genesis = store.get(META_GENESIS)
         if stored_genesis is None:
             self._write_genesis()
@@ -192,6 +195,7 @@ class LedgerDB:
         self.store.write_batch(batch)
         self.committed.updated(executed.state.changes, executed.encoded)
         self.commitment.install(executed.pending_root)
+        self.last_written = (height, frozenset(executed.encoded))
         check_invariant(self.head.height == executed.block.height, "head did not advance to the committed block")
 
     def check_tx(self, raw: bytes, verified: SignatureCache | None = None, state: State | None = None) -> Tx:

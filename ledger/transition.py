@@ -6,7 +6,7 @@ of the state and the block: no clock, no randomness, no I/O, integers only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -186,6 +186,20 @@ def effect_holds(state: State, effect: TxEffect) -> bool:
         elif now != value:
             return False
     return True
+
+
+def reads_untouched(effect: TxEffect, changed: AbstractSet[bytes]) -> bool:
+    """Whether none of the keys `effect` read is in `changed`, the head record aside for the types in
+    HEAD_PERIOD_ONLY_TYPES; False when it listed a prefix. A caller that knows the state the effect
+    was recorded on differs from the present one only in `changed` (and, for those types, in the
+    head's height and time, the period the same) knows from this alone that it holds: every value it
+    read is still there (`effect_holds`, without reading them)."""
+    reads = effect.reads
+    if reads is None:
+        return False
+    if HEAD_KEY in reads and effect.tx.type not in HEAD_PERIOD_ONLY_TYPES:
+        return False
+    return reads.keys().isdisjoint(changed)
 
 
 def apply_effect_if_holds(state: State, effect: TxEffect) -> bool:

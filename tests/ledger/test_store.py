@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from ledger import BlockInput, Code, InvariantViolation, LedgerDB, LevelDBStore, MemoryStore, Rejected
+from ledger.records import account_key
 from ledger.state import STATE_PREFIX
-from tests.ledger.helpers import commit_block, make_genesis, transfer_tx
+from tests.ledger.helpers import commit_block, key, make_genesis, new_ledger, transfer_tx
 
 
 def test_reopened_leveldb_store_has_the_same_head_and_root(tmp_path: Path) -> None:
@@ -115,3 +116,15 @@ def test_extra_records_may_not_write_the_ledgers_own_keys(key: bytes) -> None:
     assert store._data == before and db.head.height == 0
     db.commit(executed, extra={b"b/1": b"ok"})
     assert store._data[b"b/1"] == b"ok" and db.head.height == 1
+
+
+def test_commit_records_the_state_keys_its_block_wrote() -> None:
+    ledger = new_ledger(make_genesis({1: 1_000, 2: 1_000, 3: 1_000}))
+    assert ledger.last_written is None
+    executed = ledger.execute(BlockInput(1, 1, (transfer_tx(1, 2, 5, 0),)))
+    ledger.commit(executed)
+    assert ledger.last_written == (1, frozenset(executed.state.changes))
+    assert {account_key(key(1).address), account_key(key(2).address), b"c"} <= ledger.last_written[1]
+    assert account_key(key(3).address) not in ledger.last_written[1]
+    ledger.commit(ledger.execute(BlockInput(2, 2, ())))
+    assert ledger.last_written == (2, frozenset({b"c"}))  # an empty block writes the head alone

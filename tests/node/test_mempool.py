@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.mempool import AddResult, Mempool, MempoolFull
+from ledger.transition import apply_effect_if_holds
 from consensus.verifier import prevalidate
 from ledger import BlockInput, Rejected, SignatureCache, decode_tx
-from ledger.records import account_key
+from ledger.crypto import sha256 as sha
+from ledger.records import Account, account_key
 from ledger.errors import Code
 from tests.ledger.helpers import CHAIN_ID, PERIOD_MS, key, make_genesis, new_ledger, transfer_tx
 
@@ -32,8 +34,8 @@ def commit_block(pool: Mempool, cache: SignatureCache, block: BlockInput, rechec
 
 def update_running_every_entry(pool: Mempool, committed: list[bytes]) -> None:
     """The reference the incremental re-check is held to: `update`, with every entry run again
-    (no recorded effect trusted)."""
-    with patch("consensus.mempool.apply_effect_if_holds", return_value=False):
+    (no recorded effect trusted, neither by its reads' values nor by the keys the block wrote)."""
+    with patch("consensus.mempool.apply_effect_if_holds", return_value=False), patch("consensus.mempool.reads_untouched", return_value=False):
         pool.update(committed)
 
 
@@ -254,18 +256,10 @@ def test_incremental_recheck_leaves_the_pool_as_a_full_recheck_would(
     incremental, full = _twin_pools(txs)
     pending = incremental.reap(10_000, 1 << 30)
     chosen = [raw for raw, take in zip(pending, in_block) if take]
-    # Foreign transactions: signed with a sender's next nonce as the chain sees it, so one may
-    # take the nonce a pending transaction of the pool holds.
-    chain_nonce = {i: 0 for i in range(1, 6)}
-    for raw in chosen:
-        chain_nonce[_sender_of(raw)] += 1
-    extra = []
-    for sender, to, amount in foreign:
-        extra.append(transfer_tx(sender, to, amount, chain_nonce[sender]))
-        chain_nonce[sender] += 1
+    candidates = _with_foreign(chosen, foreign, {i: 0 for i in range(1, 6)})
     for pool in (incremental, full):
         ledger = pool._ledger
-        executed = ledger.build(BlockInput(1, block_time, ()), chosen + extra, SignatureCache())
+        executed = ledger.build(BlockInput(1, block_time, ()), candidates, SignatureCache())
         ledger.commit(executed)
         committed = [tx.hash for tx in executed.txs]
         pool.update(committed) if pool is incremental else update_running_every_entry(pool, committed)
@@ -273,9 +267,85 @@ def test_incremental_recheck_leaves_the_pool_as_a_full_recheck_would(
     assert _pool_state(incremental) == _pool_state(full)
 
 
+ROUND = st.tuples(
+    st.lists(st.booleans(), min_size=12, max_size=12),  # which of the oldest pending the block takes
+    st.lists(st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(1, 400_000)), max_size=2),  # txs the pool never saw
+    st.lists(st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(1, 400_000)), max_size=3),  # admitted after
+    st.sampled_from([1, 1, 1, PERIOD_MS // 2, PERIOD_MS]),  # how much later the block is
+    st.integers(0, 6),  # entries re-checked at once (the rest wait: the next block may come first)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offered=st.lists(st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(1, 400_000)), min_size=1, max_size=20),
+    rounds=st.lists(ROUND, min_size=1, max_size=5),
+)
+def test_over_many_blocks_the_keys_each_block_wrote_leave_the_pool_as_a_full_recheck_would(
+    offered: list[tuple[int, int, int]], rounds: list[Any]
+) -> None:
+    """Block after block (some of the pool's transactions, some it never saw, new ones admitted
+    between, a new period now and then, and re-checks cut short so that the next block comes while
+    one is under way), the pool that trusts what the block's written keys leave untouched ends with
+    the transactions, order and state of one that runs every entry again after every block."""
+    ledger_of = lambda: new_ledger(make_genesis({i: 1_000_000 for i in range(1, 9)}, members=(1, 2)))  # noqa: E731
+    incremental, full = Mempool(ledger_of(), SignatureCache()), Mempool(ledger_of(), SignatureCache())
+    nonces = {i: 0 for i in range(1, 9)}
+
+    def offer(batch: list[tuple[int, int, int]]) -> None:
+        for sender, to, amount in batch:
+            raw = transfer_tx(sender, to, amount, nonces[sender])
+            nonces[sender] += 1
+            for pool in (incremental, full):
+                try:
+                    pool.add(raw)
+                except Rejected:
+                    pass
+
+    offer(offered)
+    time_ms = 0
+    for take, foreign, later, later_ms, recheck_now in rounds:
+        chain = full._ledger
+        time_ms += later_ms
+        pending = full.reap(len(take), 1 << 30)
+        chosen = [raw for raw, t in zip(pending, take) if t]
+        candidates = _with_foreign(chosen, foreign, {i: _nonce_of(chain, i) for i in range(1, 9)})
+        block = BlockInput(chain.head.height + 1, time_ms, ())
+        executed = chain.build(block, candidates, SignatureCache())
+        raws = tuple(tx.raw for tx in executed.txs)
+        chain.commit(executed)
+        update_running_every_entry(full, [tx.hash for tx in executed.txs])
+        other = incremental._ledger.execute(BlockInput(block.height, time_ms, raws), SignatureCache())
+        incremental._ledger.commit(other)
+        incremental.update([tx.hash for tx in other.txs], recheck_now=recheck_now)
+        if later:
+            offer(later)  # an admission finishes a re-check under way first
+    incremental.recheck_some(len(incremental))
+    assert _pool_state(incremental) == _pool_state(full)
+
+
+def _nonce_of(ledger: Any, i: int) -> int:
+    account = ledger.view().get_account(key(i).address)
+    return 0 if account is None else account.nonce
+
+
+def _with_foreign(chosen: list[bytes], foreign: list[tuple[int, int, int]], chain_nonce: dict[int, int]) -> list[bytes]:
+    """A block's candidates: `chosen` of the pool's, then transfers the pool never saw, each signed
+    with its sender's next nonce as the chain (`chain_nonce`) and `chosen` leave it, so one may take
+    the nonce a pending transaction of the pool holds."""
+    nonces = dict(chain_nonce)
+    for raw in chosen:
+        nonces[_sender_of(raw)] += 1
+    extra = []
+    for sender, to, amount in foreign:
+        extra.append(transfer_tx(sender, to, amount, nonces[sender]))
+        nonces[sender] += 1
+    return chosen + extra
+
+
 def _sender_of(raw: bytes) -> int:
     sender = decode_tx(raw).sender
-    return next(i for i in range(1, 6) if key(i).address == sender)
+    return next(i for i in range(1, 9) if key(i).address == sender)
 
 
 def test_entries_whose_reads_still_hold_are_kept_without_running_them() -> None:
@@ -295,6 +365,111 @@ def test_entries_whose_reads_still_hold_are_kept_without_running_them() -> None:
     commit_block(pool, cache, BlockInput(4, PERIOD_MS, ()))  # a new period: all run again
     assert pool.stats["kept_on_recheck"] == 7 and pool.stats["rerun_on_recheck"] == 6
     assert pool.reap(10, 1 << 20) == mine[1:]
+
+
+def test_entries_whose_keys_the_block_did_not_write_are_kept_without_reading_them() -> None:
+    ledger = new_ledger(make_genesis({i: 1_000 for i in range(1, 9)}))
+    cache = SignatureCache()
+    pool = Mempool(ledger, cache)
+    first, *others = [transfer_tx(i, i + 1, 1, 0) for i in (1, 3, 5, 7)]  # disjoint pairs of accounts
+    for raw in [first, *others]:
+        pool.add(raw)
+    compared: list[bytes] = []
+    real = apply_effect_if_holds
+
+    def counting(state: Any, entry: Any) -> bool:
+        compared.append(entry.tx.raw)
+        return real(state, entry)
+
+    with patch("consensus.mempool.apply_effect_if_holds", counting):
+        commit_block(pool, cache, BlockInput(1, 1, (first,)))
+        assert compared == [] and pool.stats["kept_on_recheck"] == 3  # none read accounts 1 and 2
+        assert pool.reap(10, 1 << 20) == others
+        touching = transfer_tx(4, 3, 1, 0)  # the pool never saw it: accounts 3 and 4 change
+        commit_block(pool, cache, BlockInput(2, 2, (touching,)))
+        assert compared == [others[0]]  # 3 -> 4 read what the block wrote: compared (and run again)
+        assert pool.stats["rerun_on_recheck"] == 1 and pool.stats["kept_on_recheck"] == 5
+        commit_block(pool, cache, BlockInput(3, PERIOD_MS, ()))  # a new period: every read compared
+        assert compared == [others[0], *others]
+
+
+def _pool_with_a_credit_chain() -> tuple[Mempool, SignatureCache, list[bytes]]:
+    """3 pays 4, then 4 pays 5 more than it holds without that credit."""
+    ledger = new_ledger(make_genesis({i: 1_000 for i in range(1, 9)}))
+    cache = SignatureCache()
+    pool = Mempool(ledger, cache)
+    chain = [transfer_tx(3, 4, 500, 0), transfer_tx(4, 5, 1_400, 0)]
+    for raw in chain:
+        pool.add(raw)
+    return pool, cache, chain
+
+
+def test_what_an_evicted_entry_wrote_counts_as_changed_for_those_after_it() -> None:
+    pool, cache, _ = _pool_with_a_credit_chain()
+    commit_block(pool, cache, BlockInput(1, 1, (transfer_tx(3, 6, 1, 0),)))  # takes 3's nonce 0
+    # 3 -> 4 is stale, so 4 never gets its credit: 4 -> 5 no longer applies, though the block
+    # wrote neither 4 nor 5
+    assert len(pool) == 0 and pool.stats["evicted_on_recheck"] == 2
+
+
+def test_a_block_that_comes_during_a_recheck_adds_to_what_changed() -> None:
+    pool, cache, _ = _pool_with_a_credit_chain()
+    commit_block(pool, cache, BlockInput(1, 1, (transfer_tx(3, 6, 1, 0),)), recheck_now=0)
+    assert pool.rechecking
+    commit_block(pool, cache, BlockInput(2, 2, (transfer_tx(7, 8, 1, 0),)))  # writes neither 3, 4 nor 5
+    assert len(pool) == 0 and pool.stats["evicted_on_recheck"] == 2
+    # a new period during a recheck: the next block's keys are not all that changed
+    pool, cache, chain = _pool_with_a_credit_chain()
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, ()), recheck_now=0)
+    commit_block(pool, cache, BlockInput(2, PERIOD_MS + 1, (transfer_tx(7, 8, 1, 0),)))
+    assert pool.reap(10, 1 << 20) == chain and pool.stats["rerun_on_recheck"] == 2
+
+
+def test_two_commits_before_one_update_compare_every_entry() -> None:
+    """`last_written` is the last block's alone: after two commits the pool cannot know what the
+    first one changed, so every entry's reads are compared."""
+    pool, cache, chain = _pool_with_a_credit_chain()
+    ledger = pool._ledger
+    ledger.commit(ledger.execute(BlockInput(1, 1, (transfer_tx(3, 6, 1, 0),)), cache))  # takes 3's nonce 0
+    ledger.commit(ledger.execute(BlockInput(2, 2, (transfer_tx(7, 8, 1, 0),)), cache))
+    pool.update([])
+    assert len(pool) == 0 and pool.stats["evicted_on_recheck"] == 2
+
+
+def test_keys_only_the_pool_run_of_a_committed_entry_wrote_count_as_changed() -> None:
+    """A transaction may write other keys on another state (a housing application granted or
+    waitlisted): what a committed entry wrote in the pool and the block's run did not is changed too.
+    Transfers always write the same keys, so the pool run's extra write is put in by hand here."""
+    cache = SignatureCache()
+    pool = Mempool(new_ledger(make_genesis({i: 1_000 for i in range(1, 9)})), cache)
+    committed = transfer_tx(3, 4, 10, 0)
+    pool.add(committed)
+    extra_key = account_key(key(5).address)
+    rich = Account(5_000, 0, 0)
+    pool._pending[sha(committed)].writes[extra_key] = rich  # as if its pool run had credited 5
+    pool._overlay.changes[extra_key] = rich
+    later = transfer_tx(5, 6, 4_000, 0)  # applies only on that credit
+    pool.add(later)
+    commit_block(pool, cache, BlockInput(1, 1, (committed,)))  # the block's run writes 3, 4 and the head
+    assert len(pool) == 0 and pool.stats["evicted_on_recheck"] == 1
+
+
+def test_keys_an_entry_run_again_writes_anew_count_as_changed() -> None:
+    """An entry run again may write keys it did not write before; those after it that read them are
+    compared. Transfers always write the same keys, so the old run's missing write is taken out by hand."""
+    ledger = new_ledger(make_genesis({i: 1_000 for i in range(1, 9)}))
+    cache = SignatureCache()
+    pool = Mempool(ledger, cache)
+    rerun = transfer_tx(3, 4, 100, 0)
+    pool.add(rerun)
+    four = account_key(key(4).address)
+    del pool._pending[sha(rerun)].writes[four]  # as if its first run had not credited 4
+    del pool._overlay.changes[four]
+    reader = transfer_tx(4, 5, 900, 0)  # reads 4 as the head has it: 1,000
+    pool.add(reader)
+    commit_block(pool, cache, BlockInput(1, 1, (transfer_tx(8, 3, 1, 0),)))  # changes 3: `rerun` runs again
+    assert pool.stats["rerun_on_recheck"] == 2  # and so does `reader`, which read 4 before that credit
+    assert pool.pending_view().get_account(key(4).address).balance == 1_000 + 100 - 900
 
 
 def test_every_typed_read_of_an_overlay_reaches_the_tracker() -> None:
