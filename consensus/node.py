@@ -763,9 +763,11 @@ class Node:
             self.stats["txs_asked"] += len(hashes)
             for i in range(0, len(hashes), TX_HASHES_PER_FRAME):
                 self.p2p.send(peer, "get_txs", hashes[i : i + TX_HASHES_PER_FRAME])
-        if self._wanted:
+        if self._wanted:  # again when the oldest still waited for falls due (they are in announcement order)
+            _, oldest = next(iter(self._wanted.values()))
             self._fetch_scheduled = True
-            asyncio.get_running_loop().call_later(TX_FETCH_DELAY_S, self._fetch_wanted)
+            delay = max(0.01, oldest + TX_FETCH_DELAY_S - time.monotonic())
+            asyncio.get_running_loop().call_later(delay, self._fetch_wanted)
 
     def _serve_txs(self, peer: Peer, payload: Any) -> None:
         """Answer `get_txs` with the asked transactions this mempool holds (up to TX_GOSSIP_MAX_BYTES)."""

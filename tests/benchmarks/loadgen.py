@@ -205,7 +205,6 @@ class Generator:
         scheduled: list[tuple[bytes, float]] = []
         tasks: set[asyncio.Task[None]] = set()
         start = time.monotonic() + 0.2
-        self._mark_window()
         for tick, (hashes, requests) in enumerate(ticks):
             at = start + tick * TICK_S
             delay = at - time.monotonic()
@@ -213,11 +212,15 @@ class Generator:
                 await asyncio.sleep(delay)
             elif delay < -TICK_S:
                 self.late_ticks += 1
+            if tick == 0:
+                self._mark_window()
             scheduled.extend((h, at) for h in hashes)
             for node, body, count in requests:
                 task = asyncio.create_task(self._post(session, node, body, count, at))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+        if not ticks:
+            self._mark_window()  # an empty step's window opens here
         end = start + seconds
         deadline = time.monotonic() + seconds + DRAIN_S + 60  # bounded drain
         while time.monotonic() < deadline:

@@ -154,7 +154,7 @@ def main() -> None:
     profile.add_argument("--py-spy", metavar="NAME", help="record validator NAME with py-spy")
     profile.add_argument("--perf", metavar="NAME", help="record validator NAME with perf")
     profile.add_argument("--cprofile", metavar="NAME", help="run validator NAME under cProfile with a CPU-time clock, for the whole load")
-    profile.add_argument("--cpu-phases", metavar="NAME", help="run validator NAME with its main thread's CPU time split into phases, for the whole load")
+    profile.add_argument("--cpu-phases", metavar="NAME", help="run validator NAME with its main thread's CPU time split into phases, over the last step")
     parser.add_argument("--profile-delay", type=float, default=8.0)
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--profile-rate", type=int, help="samples per second (default: py-spy 50, perf 499)")

@@ -5,16 +5,18 @@ step is never scored on a silent subscription."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from consensus.config import ConsensusConfig
 from consensus.node import Node
 from ledger.crypto import sha256
-from tests.benchmarks.loadgen import Generator
+from tests.benchmarks.loadgen import Generator, run
 from tests.ledger.helpers import transfer_tx
 from tests.node.helpers import wait_until
 from tests.node.test_node_inprocess import lone_validator_home
@@ -72,3 +74,39 @@ def test_each_step_marks_its_window_for_a_profiled_process() -> None:
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert marks == ["mark", "mark", "step 0 returned", "mark", "mark", "step 1 returned"]
+
+
+def test_the_generator_settles_before_each_later_step_and_the_half_step_not_after_the_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settling (leftovers committed, nonces read again) comes before a step that follows another,
+    so the last step's window is followed by nothing of the generator's."""
+    calls: list[str] = []
+    kept = iter([True, True, False])
+
+    async def step(self: Generator, session: object, rate: float, seconds: float) -> dict[str, object]:
+        calls.append(f"step {rate:g}")
+        return {"kept_up": next(kept, True), "committed_per_s": 2 * rate}
+
+    async def settle(self: Generator, session: object, seconds: float) -> None:
+        calls.append(f"settle {seconds:g}")
+
+    async def watch(self: Generator, session: object) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(Generator, "step", step)
+    monkeypatch.setattr(Generator, "settle", settle)
+    monkeypatch.setattr(Generator, "watch", watch)
+    monkeypatch.setattr(asyncio, "sleep", _no_wait(asyncio.sleep))
+    (tmp_path / "devnet.json").write_text(json.dumps({"chain_id": "c", "validators": [{"rpc_url": "http://127.0.0.1:9"}]}))
+    asyncio.run(run(tmp_path, 0, 1.0, [10, 20, 30, 40]))
+    assert calls == ["step 10", "settle 2", "step 20", "settle 2", "step 30", "settle 5", "step 20"]
+    calls.clear()
+    kept = iter([True, True])
+    asyncio.run(run(tmp_path, 0, 1.0, [10, 20], half_step=False))
+    assert calls == ["step 10", "settle 2", "step 20"]
+
+
+def _no_wait(sleep):  # type: ignore[no-untyped-def]
+    """asyncio.sleep without the wait (the generator's pause before its first step)."""
+    async def no_wait(delay: float, result: object = None) -> object:
+        return await sleep(0, result)
+    return no_wait
