@@ -11,7 +11,7 @@ from consensus.block import Block
 from consensus.block_store import BlockStore
 from consensus.config import ConsensusConfig, NodeConfig, NodeHome, P2PConfig, RPCConfig
 from consensus.node import Node
-from consensus.signer_guard import FileSignerGuard
+from consensus.signer_guard import LEGACY_TOMBSTONE, FileSignerGuard
 from ledger import Genesis, LevelDBStore
 from ledger import make_tx
 from tests.ledger.helpers import CHAIN_ID, key, make_genesis
@@ -48,6 +48,22 @@ async def run_until_height(home: NodeHome, height: int) -> tuple[int, bytes]:
         return head, node.blocks.block_hash(head) or b""
     finally:
         await node.stop()
+
+
+def test_a_home_from_before_slots_keeps_its_signing_history(tmp_path: Path) -> None:
+    """A node whose data holds the old `signer.json` (the state alone) starts from it, goes on past
+    it, and leaves the tombstone that keeps an older release from signing on this home again."""
+    home = lone_validator_home(tmp_path)
+    first_head, _ = asyncio.run(run_until_height(home, 2))
+    signed = FileSignerGuard(home.signer_path).load()
+    assert signed is not None
+    home.legacy_signer_path.write_bytes(signed.to_bytes())  # as the release before slots left it
+    home.signer_path.unlink()
+    second_head, _ = asyncio.run(run_until_height(home, first_head + 2))
+    assert second_head >= first_head + 2
+    assert home.legacy_signer_path.read_bytes() == LEGACY_TOMBSTONE
+    resumed = FileSignerGuard(home.signer_path, home.legacy_signer_path).load()
+    assert resumed is not None and resumed.position > signed.position
 
 
 def test_lone_validator_commits_stops_and_resumes(tmp_path: Path) -> None:
