@@ -351,12 +351,10 @@ class Mempool:
         changed = self._changed
         for _ in range(min(max_txs, len(queue))):
             tx_hash, entry = queue.popitem(last=False)
-            if changed is not None and reads_untouched(entry, changed):  # every value it read is there
+            untouched = changed is not None and reads_untouched(entry, changed)  # every value it read is there
+            if untouched:
                 overlay.changes.update(entry.writes)
-                self._pending[tx_hash] = entry
-                self.stats["kept_on_recheck"] += 1
-                continue
-            if apply_effect_if_holds(overlay, entry):  # it reads what it read before: same writes
+            if untouched or apply_effect_if_holds(overlay, entry):  # it reads what it read before: same writes
                 self._pending[tx_hash] = entry
                 self.stats["kept_on_recheck"] += 1
                 continue
