@@ -307,6 +307,10 @@ class Replayer:
         self._prev_hash = GENESIS_PREV_HASH
         self._period_blocks = 0
         self._period_txs = 0
+        self.pool_pids: list[int] = []
+        """The process ids of the last run's pool workers that answered its first tasks (none with
+        jobs=1); every worker is joined by the time `run` returns, so a caller's count of its
+        children's CPU time includes the pool's."""
 
     ledger: LedgerDB
     index: KeyIndex
@@ -365,14 +369,13 @@ class Replayer:
         )
         executor, started_workers = _start_pool(self.jobs)
         try:
-            for future in started_workers:
-                future.result()
+            self.pool_pids = sorted({future.result() for future in started_workers})
             self._run(source, executor, result)  # the ledger is opened once the pool has its first batches
             result.ok = True
         except _Diverged as exc:
             result.divergence = exc.divergence
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            executor.shutdown(wait=True, cancel_futures=True)  # returns once every worker has been joined
             close = getattr(self._node_reader, "close", None)
             if close is not None:
                 close()  # a store iterator left open by a replay that stopped early, closed while the store is open
@@ -410,8 +413,6 @@ class Replayer:
                 return
             batch = in_flight.pop(0)
             results = batch.verified.result()  # type: ignore[union-attr]  # set when queued
-            if exhausted and not in_flight:
-                executor.shutdown(wait=False)  # the pool's workers exit while the last blocks execute
             size = sum(len(c.txs) for c in results if isinstance(c, Checked)) + 1
             cache = SignatureCache(capacity=size, decoded_capacity=size)
             remember = cache.remember

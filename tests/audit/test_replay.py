@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from cli.audit.replay import replay
+from cli.audit.replay import Replayer, replay
 from cli.audit.sources import StoreBlockSource
 from consensus.block_store import BLOCK, CERTIFICATE, h8
 from ledger.crypto import sha256
@@ -42,6 +44,19 @@ def test_the_outcome_is_the_same_with_one_or_two_processes(chain: ChainBuilder) 
     one = replay(chain.source(), jobs=1)
     two = replay(chain.source(), jobs=2)
     assert one.to_json(timing=False) == two.to_json(timing=False)
+
+
+def test_the_pools_workers_are_reaped_when_the_replay_returns(chain: ChainBuilder) -> None:
+    """A caller that counts its children's CPU time (the replay benchmark) counts the pool's: each
+    worker has exited and been waited for (once the pool was told to stop before its last blocks
+    executed, and a later shutdown(wait=True) did not wait, so the workers were often still running)."""
+    for _ in range(3):
+        replayer = Replayer(chain.genesis, jobs=2)
+        assert replayer.run(chain.source()).ok
+        assert replayer.pool_pids
+        for pid in replayer.pool_pids:
+            with pytest.raises(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # not a child any more: exited and reaped
 
 
 def test_a_forged_signature_is_named_the_same_way_with_one_or_two_processes() -> None:
