@@ -4,9 +4,13 @@ A devnet of 4 validators whose genesis also funds 10,000 benchmark accounts; the
 (tests/benchmarks/loadgen.py, its own process) steps the offered rate up through fractions of
 L = 2V/4 until commits stop keeping up, then runs one step at half the best committed rate.
 After the run: conservation (RPC `supply`) and the same block hash and state root on every node.
+Then (issue 9 item 3) the chain the run produced is replayed from genesis out of the first
+validator's stopped store, as `hearth audit replay --home` does, every check on; it must verify and
+end equal to the node's own stored state, entry by entry.
 
 Targets (V measured in the same run): committed/s >= 0.45 L; p50 <= 1 s and p99 <= 2 s
-submit-to-commit at that rate. Recorded, not asserted (the machine is shared and noisy).
+submit-to-commit at that rate; the replay >= 0.50 x 2V. Recorded, not asserted (the machine is
+shared and noisy).
 
     HEARTH_BENCH_NET_SECONDS   seconds per step (default 60; 10 is a quick run)
     HEARTH_BENCH_NET_FRACTIONS offered rates as fractions of L (default 0.1,0.15,0.2,0.25,0.275,0.3,...,0.5)
@@ -22,12 +26,18 @@ from pathlib import Path
 
 import pytest
 
+from cli.audit.sources import open_home_source
 from tests.benchmarks.bench_devnet import ACCOUNTS, VALIDATORS, agreement, create_bench_devnet, tree_cpu_s
+from tests.benchmarks.replay_timing import timed_replay
 from tests.benchmarks.results import measure_verify_rate, record
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(4 * 3600)  # a 60 s step takes about 80 s; the steps are bounded
+
+REPLAY_REPEATS = 2
+"""Replays of the produced chain; the fastest is recorded, with every run's fraction beside it."""
+REPLAY_JOBS = 2
 
 
 def test_network_throughput_and_latency(tmp_path: Path) -> None:
@@ -96,3 +106,31 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     }
     record("network_4_validators", figures)
     assert checks["same_block_hash"] and checks["same_state_root"] and checks["conserved"]
+    _replay_produced_chain(Path(net.reload().validators[0].home))
+
+
+def _replay_produced_chain(home: Path) -> None:
+    """Item 3: the run's chain replayed from the stopped validator's store (its blocks, certificates
+    and, at the end, its state), with the replay's default pool on this machine's two cores."""
+    runs = []
+    for _ in range(REPLAY_REPEATS):
+        result, run = timed_replay(lambda: open_home_source(home), REPLAY_JOBS)
+        assert result.ok, result.divergence
+        assert result.final_height == result.source_height and result.node_state_entries > 0  # the node's state, compared
+        runs.append(run)
+    best = max(runs, key=lambda run: run["tx_per_s"])  # the least disturbed by other work
+    record(
+        "audit_replay_of_network_chain",
+        {
+            "source": "the network benchmark's chain, from its first validator's stopped store",
+            "jobs": REPLAY_JOBS,
+            "blocks": result.blocks,
+            "txs": result.txs,
+            "txs_per_block_mean": round(result.txs / max(result.blocks, 1), 1),
+            "node_state_entries_equal": result.node_state_entries,
+            "fraction_of_2V_runs": [run["fraction_of_2V"] for run in runs],
+            **best,
+            "target_fraction_of_2V": 0.50,
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        },
+    )

@@ -12,14 +12,13 @@ against V per CPU second). Not a timed test: it records its figures in bench-res
 from __future__ import annotations
 
 import os
-import resource
 import time
 
-from cli.audit.replay import replay
 from ledger import BlockInput, LedgerDB, MemoryStore, SignatureCache, decode_tx, make_tx
 from ledger.crypto import Keypair
 from tests.audit.chain import ChainBuilder
-from tests.benchmarks.results import measure_verify_rate, measure_verify_rate_now, record, verify_rate
+from tests.benchmarks.replay_timing import timed_replay
+from tests.benchmarks.results import measure_verify_rate, record
 from tests.ledger.helpers import CHAIN_ID, make_genesis
 
 BLOCK_TXS = 1_000
@@ -63,34 +62,10 @@ def _ledger_only_rate(chain: ChainBuilder) -> float:
     return BLOCKS * BLOCK_TXS / (time.perf_counter() - start)
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _timed_replay(chain: ChainBuilder, jobs: int) -> dict[str, float]:
-    """One replay, its rate as a fraction of 2 x V measured right before and right after it (so
-    that drift in a shared machine's speed cancels out of the ratio, as in the ledger benchmark)."""
-    v_before, v_cpu_before = measure_verify_rate_now(), verify_rate(0.25, time.process_time)
-    start, cpu, pool = time.perf_counter(), time.process_time(), _children_cpu()
-    result = replay(chain.source(), jobs=jobs)
-    elapsed = time.perf_counter() - start
-    cpu, pool = time.process_time() - cpu, _children_cpu() - pool  # the pool's workers are reaped by now
-    v = (v_before + measure_verify_rate_now()) / 2
-    v_cpu = (v_cpu_before + verify_rate(0.25, time.process_time)) / 2
+    result, figures = timed_replay(chain.source, jobs)
     assert result.ok, result.divergence
-    bound = max(cpu, (cpu + pool) / 2)
-    return {
-        "V_paired_per_s": round(v),
-        "tx_per_s": round(result.txs / elapsed),
-        "blocks_per_s": round(result.blocks / elapsed, 1),
-        "fraction_of_2V": round(result.txs / elapsed / (2 * v), 3),
-        # CPU time per transaction: the replay's own process (the in-order path) and its pool
-        "main_cpu_us_per_tx": round(cpu / result.txs * 1e6, 1),
-        "pool_cpu_us_per_tx": round(pool / result.txs * 1e6, 1),
-        # with a pool: what that CPU time allows on two otherwise idle cores, for a shared machine
-        "cpu_bound_fraction_of_2V": round(result.txs / bound / (2 * v_cpu), 3),
-    }
+    return figures
 
 
 def test_replay_rate_against_signature_checking() -> None:
