@@ -92,6 +92,13 @@ class ConsensusConfig:
 class MempoolConfig:
     max_txs: int = 50_000
     max_bytes: int = 64 * 1024 * 1024
+    signature_workers: int = 1
+    """Worker processes of each of the node's two signature verifiers (peers' gossip; and what
+    someone waits on: a block's unseen transactions, clients' submissions). They keep the checks off
+    the event loop's core. 0: the checks run in the node's own process, on its event loop, a few
+    hundred transactions at a time: for a node that shares its cores with others (a devnet of more
+    validators than cores), where a worker adds no core to check on, only the cost of sending it
+    the transactions and parsing them again (consensus/verifier.py)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ class NodeConfig:
         _bounded("rpc.rate_burst", self.rpc.rate_burst, 100, 10_000_000)
         _bounded("mempool.max_txs", self.mempool.max_txs, 1, 10_000_000)
         _bounded("mempool.max_bytes", self.mempool.max_bytes, 1024, 1 << 34)
+        _bounded("mempool.signature_workers", self.mempool.signature_workers, 0, 16)
 
 
 def _bounded(name: str, value: int, low: int, high: int) -> None:

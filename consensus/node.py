@@ -217,9 +217,10 @@ class Node:
         """Hashes of peer transactions received whole and queued for their signature check (at
         most the mempool's max_txs of them, and max_bytes in all: `_arriving_bytes`)."""
         self._arriving_bytes = 0
-        self._verifier = Verifier(1)
+        workers = self.config.mempool.signature_workers
+        self._verifier = Verifier(workers)
         """Checks peers' gossip, the bulk."""
-        self._priority_verifier = Verifier(1)
+        self._priority_verifier = Verifier(workers)
         """Checks what someone waits on: a proposed block's unseen transactions, clients' submissions."""
         self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
         self._submitted: list[tuple[list[bytes], asyncio.Future[list[bytes | Exception]]]] = []  # RPC submissions awaiting one batched check

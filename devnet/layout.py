@@ -12,6 +12,7 @@ connection of any program cannot take a validator's port between `up` and a late
 from __future__ import annotations
 
 import json
+import os
 import random
 import secrets
 import socket
@@ -21,12 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from cli.keystore import Keystore
-from consensus.config import DevnetConfig, NodeConfig, NodeHome, P2PConfig, RPCConfig
+from consensus.config import DevnetConfig, MempoolConfig, NodeConfig, NodeHome, P2PConfig, RPCConfig
 from devnet.genesis_builder import DEMO_KEY_NAMES, DevnetEconomy, build_genesis_document, make_demo_keys
 from devnet.manifest import MANIFEST_NAME, Manifest, ManifestError, ValidatorEntry
 from ledger.crypto import Keypair
 
-__all__ = ["DEFAULT_P2P_PORT", "DEFAULT_RPC_PORT", "create_devnet", "pick_free_ports", "validator_names"]
+__all__ = ["DEFAULT_P2P_PORT", "DEFAULT_RPC_PORT", "create_devnet", "pick_free_ports", "signature_workers_for", "validator_names"]
 
 PORT_RANGE = (20_000, 32_000)
 """Where local devnet ports are picked: below Linux's default ephemeral range (32768-60999)."""
@@ -35,6 +36,25 @@ DEFAULT_RPC_PORT = 26657
 VALIDATORS_MAX = 64
 RECONNECT_MAX_MS = 1_000
 """Devnet peers redial at least once a second, so a healed partition or a restart reconnects fast."""
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system tells it, else all)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        try:
+            return max(1, len(affinity(0)))
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
+def signature_workers_for(validators_here: int, cores: int) -> int:
+    """`mempool.signature_workers` for a devnet's validators when `validators_here` of them share
+    `cores` cores: none when there are at least as many validators as cores (every core already
+    has a node's event loop to run, so a worker adds only the cost of handing it the transactions),
+    else the node's default, one."""
+    return 0 if validators_here >= cores else MempoolConfig().signature_workers
 
 
 def validator_names(count: int) -> tuple[str, ...]:
@@ -83,6 +103,8 @@ def create_devnet(
     listen, advertised = _addresses(hosts, count)
 
     keypairs = [Keypair.generate() for _ in names]
+    # validators on loopback share this machine's cores; with hosts, each has a machine (the default)
+    workers = MempoolConfig().signature_workers if hosts else signature_workers_for(count, usable_cores())
     entries = []
     for i, name in enumerate(names):
         home = NodeHome(directory / "validators" / name)
@@ -93,6 +115,7 @@ def create_devnet(
             moniker=name,
             p2p=replace(P2PConfig(), listen=listen[i][0], peers=peers, reconnect_max_ms=RECONNECT_MAX_MS),
             rpc=RPCConfig(listen=listen[i][1]),
+            mempool=MempoolConfig(signature_workers=workers),
             devnet=DevnetConfig(admin=not hosts, check_recorded_effects=True),  # the partition switch only on loopback devnets
         )
         home.write_config(config)

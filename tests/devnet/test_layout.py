@@ -10,7 +10,8 @@ import pytest
 
 from cli.keystore import Keystore
 from consensus.config import NodeHome, parse_peer
-from devnet.layout import PORT_RANGE, create_devnet, pick_free_ports
+from devnet import layout
+from devnet.layout import PORT_RANGE, create_devnet, pick_free_ports, signature_workers_for
 from devnet.manifest import Manifest, ManifestError
 from ledger import Genesis
 
@@ -65,6 +66,30 @@ def test_hosts_one_validator_each_on_all_interfaces(tmp_path: Path) -> None:
     config = NodeHome(Path(manifest.validators[0].home)).load_config()
     assert config.p2p.listen == "0.0.0.0:26656" and not config.devnet.admin and config.devnet.check_recorded_effects
     assert sorted(p.split("@")[1] for p in config.p2p.peers) == ["10.0.0.2:26656", "10.0.0.2:26666"]
+
+
+def test_signature_workers_only_where_the_validators_leave_a_core_free() -> None:
+    assert [signature_workers_for(4, cores) for cores in (1, 2, 4, 5, 8)] == [0, 0, 0, 1, 1]
+    assert signature_workers_for(1, 1) == 0 and signature_workers_for(1, 2) == 1
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(2, 0), (4, 0), (8, 1)])
+def test_a_local_devnet_sets_signature_workers_by_this_machines_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, expected: int) -> None:
+    monkeypatch.setattr(layout, "usable_cores", lambda: cores)
+    manifest = create_devnet(tmp_path / "net", validators=4)
+    assert [NodeHome(Path(e.home)).load_config().mempool.signature_workers for e in manifest.validators] == [expected] * 4
+
+
+def test_a_devnet_on_hosts_keeps_the_default_signature_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(layout, "usable_cores", lambda: 1)  # this machine's cores say nothing of the hosts'
+    manifest = create_devnet(tmp_path / "net", hosts=("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"))
+    assert {NodeHome(Path(e.home)).load_config().mempool.signature_workers for e in manifest.validators} == {1}
+
+
+def test_usable_cores_is_this_process_affinity() -> None:
+    import os
+
+    assert layout.usable_cores() == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 
 
 def test_free_ports_are_distinct_and_in_range() -> None:

@@ -8,16 +8,20 @@ import json
 import time
 from pathlib import Path
 
-from consensus.config import ConsensusConfig, NodeConfig, NodeHome, P2PConfig, RPCConfig
+import pytest
+
+from consensus.config import ConsensusConfig, MempoolConfig, NodeConfig, NodeHome, P2PConfig, RPCConfig
 from consensus.node import TX_ANNOUNCE_INTERVAL_S, TX_GOSSIP_INTERVAL_S, Node
-from ledger import Genesis, make_tx
+from ledger import Genesis, Rejected, make_tx
 from ledger.crypto import sha256 as sha
+from ledger.errors import Code
+from ledger.records import account_key
 from tests.ledger.helpers import CHAIN_ID, key, make_genesis
 from tests.node.helpers import free_ports, wait_until
 from tests.node.network import STAKE, validator_key
 
 
-def homes(root: Path, links: dict[int, tuple[int, ...]], validators: int) -> list[NodeHome]:
+def homes(root: Path, links: dict[int, tuple[int, ...]], validators: int, signature_workers: int = 1) -> list[NodeHome]:
     """Nodes 0..n-1; node i dials the nodes in links[i]; the first `validators` validate."""
     count = len(links)
     ports = free_ports(count)
@@ -39,6 +43,7 @@ def homes(root: Path, links: dict[int, tuple[int, ...]], validators: int) -> lis
                 p2p=P2PConfig(listen=f"127.0.0.1:{ports[i]}", peers=peers, reconnect_max_ms=200),
                 rpc=RPCConfig(listen="127.0.0.1:0"),
                 consensus=ConsensusConfig(block_interval_ms=50, empty_block_interval_ms=60_000),
+                mempool=MempoolConfig(signature_workers=signature_workers),
             )
         )
         home.genesis_path.write_text(genesis_text)
@@ -120,6 +125,33 @@ def test_beyond_one_hop_an_announced_transaction_is_fetched_and_committed(tmp_pa
         assert nodes[0].stats["txs_asked"] == len(raws), "n0 asked n1 for what n1 announced"
         assert nodes[0].stats["txs_received"] == len(raws)
         assert nodes[1].stats["txs_asked"] == 0, "n1 had them whole from n2"
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
+
+
+def test_nodes_without_signature_workers_check_here_and_commit_alike(tmp_path: Path) -> None:
+    """`mempool.signature_workers = 0` (a devnet of more validators than cores): no verifier
+    process; a client's transactions (the priority verifier: a forged one refused) and a peer's (the
+    gossip verifier) are checked in the node's own process, and committed as with workers."""
+    links = {0: (), 1: (0,), 2: (0, 1)}
+    node_homes = homes(tmp_path, links, validators=1, signature_workers=0)
+    raws = transfers(40)
+    forged = bytearray(make_tx(CHAIN_ID, "transfer", key(1), 40, to=key(2).address, amount=1))
+    forged[-1] ^= 1
+
+    async def scenario(nodes: list[Node]) -> None:
+        assert all(n._verifier.pids() == [] and n._priority_verifier.pids() == [] for n in nodes)
+        with pytest.raises(Rejected) as refused:
+            await nodes[2].submit_tx(bytes(forged))
+        assert refused.value.code is Code.BAD_SIGNATURE
+        for raw in raws:
+            await nodes[2].submit_tx(raw)
+        await wait_until(lambda: all(nodes[0].get_tx(sha(raw)) is not None for raw in raws), 20, "committed at n0")
+        await wait_until(lambda: all(n.ledger.head.height >= nodes[0].ledger.head.height for n in nodes), 20, "all at n0's head")
+        assert all(n.stats["txs_received"] >= len(raws) for n in nodes[:2]), "n0 and n1 had them by gossip"
+        for node in nodes:
+            assert node.get_tx(sha(bytes(forged))) is None
+            assert node.ledger.get_record(account_key(key(1).address)).nonce == len(raws)
 
     asyncio.run(run_nodes(node_homes, links, scenario))
 

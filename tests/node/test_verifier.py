@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from consensus.verifier import prevalidate
-from consensus.verifier import Verifier, check_batch, run_as_batch_job
+from consensus.verifier import INLINE_CHUNK, Verifier, check_batch, prevalidate, run_as_batch_job
 from ledger import Rejected, Tx, decode_tx
 from ledger.tx import trusted_tx
 from ledger.crypto import sha256
@@ -52,6 +51,41 @@ def test_workers_reach_the_same_verdicts_as_this_process() -> None:
     assert Code.BAD_SIGNATURE in codes and Code.TX_MALFORMED in codes
     assert all(isinstance(item, Tx) for item in checked[:3])
     assert check_batch(raws[:1], CHAIN_ID) == [None]
+
+
+def test_without_workers_the_checks_run_here_in_chunks_with_the_same_verdicts() -> None:
+    """Verifier(0): no process started, every verdict as prevalidate's (a batch of more than two
+    chunks, with the forged and malformed ones among them), and the event loop gets a turn between
+    chunks: a task that counts its turns ran while the check went on."""
+    raws = batch() * ((2 * INLINE_CHUNK) // len(batch()) + 2)
+    assert len(raws) > 2 * INLINE_CHUNK
+
+    async def main() -> tuple[list[Tx | Rejected], int, list[int]]:
+        verifier = Verifier(workers=0)
+        verifier.start()
+        turns = 0
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.ensure_future(count_turns())
+        await asyncio.sleep(0)  # the counter's first turn
+        before = turns
+        try:
+            checked = await verifier.check(raws, CHAIN_ID, [sha256(raw) for raw in raws])
+            return checked, turns - before, verifier.pids()
+        finally:
+            counter.cancel()
+            verifier.stop()
+
+    checked, turns_during, pids = asyncio.run(main())
+    assert pids == []
+    assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
+    assert [tx for tx in checked if isinstance(tx, Tx)] == [decode_tx(raw) for raw in raws if isinstance(prevalidate([raw], CHAIN_ID)[0], Tx)]
+    assert turns_during >= len(raws) // INLINE_CHUNK  # one turn between each two chunks, at least
 
 
 def test_a_killed_worker_is_replaced_and_the_batch_still_checked() -> None:
