@@ -77,6 +77,8 @@ def from_rpc_error(exc: RpcCallError) -> CliError:
         return CliError(f"submitted as {tx_hash} but not committed yet", f"check later with `hearth tx show {tx_hash}`", ExitCode.NOT_COMMITTED, data)
     if exc.code == ErrorCode.RATE_LIMITED:
         return CliError("the node is rate limiting this client", "wait a moment and retry", ExitCode.REFUSED)
+    if exc.code == ErrorCode.NO_TX_INDEX:
+        return CliError("this node keeps no transaction index", "ask a node that does: pass --rpc URL or set HEARTH_RPC", ExitCode.REFUSED)
     if name is not None:
         return CliError(f"rejected: {name} ({exc.code}): {exc.message}", HINTS.get(name), ExitCode.REFUSED, data)
     return CliError(f"the node refused the request: {exc.message} (code {exc.code})", None, ExitCode.REFUSED, exc.data)

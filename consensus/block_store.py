@@ -15,6 +15,12 @@ Keys (h8 is a height as 8 bytes big-endian, i4 an index as 4 bytes):
     acct/  address (2^64-1-h)8 i4 -> tx hash                 (newest height first when iterated)
     evd/   sha256(evidence)    -> h8                         (evidence already committed)
     vset/  validator set hash  -> msgpack [[address, name, stake], ...] (the set, as the ledger had it)
+    txidx/from                 -> h8                         (txloc/ and acct/ hold every block from
+                                                              this height on; 2^64-1: not kept now;
+                                                              absent: from height 1)
+
+`txloc/` and `acct/` are the transaction indexes, for queries only (RPC `tx`, `account_txs`): a node
+with `tx_index.enabled` false writes neither (`configure_tx_index`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ TX_LOCATION = b"txloc/"
 ACCOUNT_TX = b"acct/"
 EVIDENCE = b"evd/"
 VALIDATOR_SET = b"vset/"
+TX_INDEX_FROM = b"txidx/from"
+_TX_INDEX_OFF = 2**64 - 1
 
 _MAX_HEIGHT_KEY = 2**64 - 1
 
@@ -79,6 +87,26 @@ def evidence_id(evidence: DuplicateVoteEvidence) -> bytes:
 class BlockStore:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.tx_index_from: int | None = 1
+        """The first height from which the transaction indexes hold every block, or None when
+        this node keeps none (set by `configure_tx_index`; 1 until then, as every store had them)."""
+
+    def configure_tx_index(self, enabled: bool, head_height: int) -> int | None:
+        """At a node's start: keep the transaction indexes or not, recorded in the store so that a
+        later start knows which blocks they cover. Turned on again after a time off, they cover
+        the blocks after `head_height`. Returns `tx_index_from`."""
+        stored = self._store.get(TX_INDEX_FROM)
+        since = 1 if stored is None else int.from_bytes(stored, "big")
+        if not enabled:
+            if since != _TX_INDEX_OFF:
+                self._store.write_batch({TX_INDEX_FROM: h8(_TX_INDEX_OFF)})
+            self.tx_index_from = None
+        else:
+            if since == _TX_INDEX_OFF:
+                since = head_height + 1
+                self._store.write_batch({TX_INDEX_FROM: h8(since)})
+            self.tx_index_from = since
+        return self.tx_index_from
 
     # writes (as records for the ledger's batch) -------------------------------------------------------
     def commit_records(
@@ -99,6 +127,8 @@ class BlockStore:
         set_key = VALIDATOR_SET + block.header.validators_hash
         if self._store.get(set_key) is None:
             records[set_key] = msgpack.packb([[v.address, v.name, v.stake] for v in validators], use_bin_type=True)
+        if self.tx_index_from is None:
+            txs = []  # no transaction indexes on this node
         at_height, newest_height = h8(height), h8(_MAX_HEIGHT_KEY - height)
         for index, tx in enumerate(txs):
             position, tx_hash = index.to_bytes(4, "big"), tx.hash

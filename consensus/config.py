@@ -31,6 +31,7 @@ __all__ = [
     "NodeHome",
     "P2PConfig",
     "RPCConfig",
+    "TxIndexConfig",
     "ConfigError",
     "parse_peer",
 ]
@@ -102,6 +103,16 @@ class MempoolConfig:
 
 
 @dataclass(frozen=True)
+class TxIndexConfig:
+    enabled: bool = True
+    """Keep the transaction indexes (by hash, and each account's history) that RPC `tx` and
+    `account_txs` answer from. Off, as CometBFT's `indexer = "null"`, for a validator that serves no
+    such queries: they are three writes a transfer, spread over the whole key space, which LevelDB's
+    compactions then keep rewriting (consensus/block_store.py). Those calls then answer -32005. Turned on
+    again, the indexes cover the blocks from then on (`status.tx_index_from_height`)."""
+
+
+@dataclass(frozen=True)
 class DevnetConfig:
     admin: bool = False
     """Devnet only: serves `/admin/partition` on the p2p listener (cut and restore links to named
@@ -119,6 +130,7 @@ class NodeConfig:
     rpc: RPCConfig = field(default_factory=RPCConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     mempool: MempoolConfig = field(default_factory=MempoolConfig)
+    tx_index: TxIndexConfig = field(default_factory=TxIndexConfig)
     devnet: DevnetConfig = field(default_factory=DevnetConfig)
 
     def to_json(self) -> str:

@@ -69,7 +69,7 @@ from consensus.errors import ConsensusInvariantViolation, MessageInvalid
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.mempool import Added, Mempool, MempoolFull
 from consensus.verifier import Verifier
-from consensus.node_services import BlockFeed, TxResult
+from consensus.node_services import BlockFeed, TxIndexDisabled, TxResult
 from consensus.p2p import P2P, Peer
 from consensus.rpc_server import RpcConfig, RpcServer
 from consensus.signer import Signer
@@ -158,6 +158,7 @@ class Node:
         self.verified = SignatureCache()
         self.mempool = Mempool(self._ledger, self.verified, self.config.mempool.max_txs, self.config.mempool.max_bytes)
         self.blocks = BlockStore(self.store)
+        self.blocks.configure_tx_index(self.config.tx_index.enabled, self._ledger.head.height)
         self.evidence = EvidencePool()
         self.app = LedgerApp(
             self._ledger, self.blocks, self.mempool, self.evidence, self.verified, self.clock, self.address, self.config.consensus,
@@ -872,7 +873,7 @@ class Node:
                 self.p2p.send(peer, "tx_hashes", hashes[i : i + TX_HASHES_PER_FRAME])
 
     async def wait_for_tx(self, tx_hash: bytes, timeout_s: float) -> TxResult | None:
-        known = self.get_tx(tx_hash)
+        known = self.get_tx(tx_hash) if self.blocks.tx_index_from is not None else None  # without indexes: from the next commits
         if known is not None:
             return known
         if sum(len(w) for w in self._waiters.values()) >= MAX_TX_WAITERS:
@@ -891,6 +892,8 @@ class Node:
                 self._waiters.pop(tx_hash, None)
 
     def get_tx(self, tx_hash: bytes) -> TxResult | None:
+        if self.blocks.tx_index_from is None:
+            raise TxIndexDisabled("this node keeps no transaction index (tx_index.enabled is false in its config); ask a node that does")
         location = self.blocks.tx_location(tx_hash)
         if location is None:
             return None
@@ -901,6 +904,8 @@ class Node:
         return TxResult(tx_hash, height, index, block.header.time_ms, block.txs[index])
 
     def get_account_txs(self, address: bytes, limit: int, before: tuple[int, int] | None) -> list[TxResult]:
+        if self.blocks.tx_index_from is None:
+            raise TxIndexDisabled("this node keeps no transaction index (tx_index.enabled is false in its config); ask a node that does")
         results = []
         for tx_hash in self.blocks.account_tx_hashes(address, limit, before):
             result = self.get_tx(tx_hash)
@@ -934,6 +939,7 @@ class Node:
             "peers": len(self.p2p.peers),
             "is_validator": self.is_validator(),
             "block_hash": None if block_hash is None else block_hash.hex(),
+            "tx_index_from_height": self.blocks.tx_index_from,
             "moniker": self.config.moniker,
             "node_id": self.address.hex(),
             "consensus": {"height": self.engine.height, "round": self.engine.round, "step": self.engine.step.name.lower()},

@@ -23,7 +23,12 @@ from ledger import Genesis, LedgerDB
 from ledger.constants import ADDRESS_BYTES
 from ledger.tx import Tx
 
-__all__ = ["BlockFeed", "MempoolFull", "NodeServices", "TooManySubscribers", "TxResult", "tx_addresses"]
+__all__ = ["BlockFeed", "MempoolFull", "NodeServices", "TooManySubscribers", "TxIndexDisabled", "TxResult", "tx_addresses"]
+
+
+class TxIndexDisabled(Exception):
+    """This node keeps no transaction indexes (`tx_index.enabled` is false in its config), so it
+    cannot look a committed transaction up by hash or list an account's."""
 
 
 class TooManySubscribers(Exception):
@@ -82,12 +87,14 @@ class NodeServices(Protocol):
         ...
 
     def get_tx(self, tx_hash: bytes) -> TxResult | None:
-        """A committed transaction by hash, or None if this node does not know it."""
+        """A committed transaction by hash, or None if this node does not know it. Raises
+        TxIndexDisabled on a node that keeps no transaction indexes."""
         ...
 
     def get_account_txs(self, address: bytes, limit: int, before: tuple[int, int] | None) -> list[TxResult]:
         """Up to `limit` committed transactions that name `address` (see `tx_addresses`), newest
-        first, each positioned (height, index) strictly before `before` (None: from the head down)."""
+        first, each positioned (height, index) strictly before `before` (None: from the head down).
+        Raises TxIndexDisabled on a node that keeps no transaction indexes."""
         ...
 
     def get_block(self, height: int) -> dict[str, Any] | None:
@@ -103,7 +110,8 @@ class NodeServices(Protocol):
 
     def status_extra(self) -> dict[str, Any]:
         """What only the node knows: `syncing` (bool), `peers` (int), `is_validator` (bool),
-        `block_hash` (hex of the head block's hash, None at height 0)."""
+        `block_hash` (hex of the head block's hash, None at height 0), `tx_index_from_height`
+        (the first height its transaction indexes cover, None when it keeps none)."""
         ...
 
     def subscribe_blocks(self) -> asyncio.Queue[dict[str, Any] | None]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from consensus.node_services import MempoolFull, NodeServices, TooManySubscribers, TxResult
+from consensus.node_services import MempoolFull, NodeServices, TooManySubscribers, TxIndexDisabled, TxResult
 from ledger import HistoryUnavailable, Rejected
 from ledger.constants import (
     MAX_AMOUNT,
@@ -63,6 +63,7 @@ class ErrorCode(enum.IntEnum):
     NOT_COMMITTED = -32002
     TOO_MANY_SUBSCRIPTIONS = -32003
     UNAVAILABLE = -32004
+    NO_TX_INDEX = -32005
 
 
 class RpcError(Exception):
@@ -512,6 +513,8 @@ async def call_method(ctx: CallContext, name: str, params: Mapping[str, Any]) ->
         raise refusal_error(exc) from None
     except TooManySubscribers as exc:
         raise RpcError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, str(exc)) from None
+    except TxIndexDisabled as exc:
+        raise RpcError(ErrorCode.NO_TX_INDEX, str(exc)) from None
     except asyncio.TimeoutError:
         raise RpcError(ErrorCode.INTERNAL_ERROR, f"{name} did not finish within {method.timeout_s} s") from None
 

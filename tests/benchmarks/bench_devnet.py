@@ -10,22 +10,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from consensus.config import NodeHome
+from consensus.config import NodeHome, TxIndexConfig
 from devnet.layout import create_devnet
 from devnet.manifest import ValidatorEntry
 from devnet.network import Devnet
 from devnet.processes import rpc
 from tests.benchmarks.loadgen import account_key
 
-__all__ = ["ACCOUNTS", "VALIDATORS", "agreement", "children", "create_bench_devnet", "process_cpu_s", "tree_cpu_s"]
+__all__ = ["ACCOUNTS", "TX_INDEX", "VALIDATORS", "agreement", "children", "create_bench_devnet", "process_cpu_s", "tree_cpu_s"]
 
 VALIDATORS = 4
 ACCOUNTS = 10_000
 BALANCE = 10**12
+TX_INDEX = False
+"""The benchmark's validators keep no transaction indexes, as CometBFT advises for a validator that
+serves no queries (`tx_index.enabled`, consensus/config.py): nothing in the benchmark asks for a
+transaction by hash or an account's history. profile_network --tx-index measures them with."""
 
 
-def create_bench_devnet(directory: Path) -> Devnet:
-    """A new devnet at `directory`: VALIDATORS validators, a 30 s period, ACCOUNTS funded accounts."""
+def create_bench_devnet(directory: Path, tx_index: bool = TX_INDEX) -> Devnet:
+    """A new devnet at `directory`: VALIDATORS validators, a 30 s period, ACCOUNTS funded accounts,
+    each validator with the transaction indexes or not (`tx_index`)."""
     accounts = [(account_key(i).address, BALANCE) for i in range(ACCOUNTS)]
     manifest = create_devnet(directory, validators=VALIDATORS, period_seconds=30, extra_accounts=accounts)
     for entry in manifest.validators:  # the generator is one client submitting thousands of calls a second
@@ -36,6 +41,7 @@ def create_bench_devnet(directory: Path) -> Devnet:
                 config,
                 rpc=replace(config.rpc, rate_per_s=1_000_000, rate_burst=2_000_000),
                 devnet=replace(config.devnet, check_recorded_effects=False),  # what a production node runs
+                tx_index=TxIndexConfig(enabled=tx_index),
             )
         )
     return Devnet(directory)

@@ -150,6 +150,7 @@ def main() -> None:
     rates.add_argument("--fractions", help="offered rates as fractions of L = 2V/4, comma-separated")
     parser.add_argument("--seconds", type=float, default=40.0, help="seconds per step")
     parser.add_argument("--dir", type=Path, help="where the devnet and profiles go (default: a new temporary directory)")
+    parser.add_argument("--tx-index", action="store_true", help="validators keep the transaction indexes (the benchmark's do not)")
     profile = parser.add_mutually_exclusive_group()
     profile.add_argument("--py-spy", metavar="NAME", help="record validator NAME with py-spy")
     profile.add_argument("--perf", metavar="NAME", help="record validator NAME with perf")
@@ -175,7 +176,7 @@ def main() -> None:
     limit = 2 * v / VALIDATORS
     offered = args.rates if args.rates else ",".join(str(round(float(f) * limit)) for f in args.fractions.split(","))
     print(f"V {v:.0f}/s, L {limit:.0f}/s, offered {offered}/s, {args.seconds:.0f} s a step; devnet in {out_dir / 'net'}", flush=True)
-    net = create_bench_devnet(out_dir / "net")
+    net = create_bench_devnet(out_dir / "net", tx_index=args.tx_index)
     generator = recorder = None
     try:
         net.start_all()

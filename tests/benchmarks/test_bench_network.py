@@ -8,6 +8,12 @@ Then (issue 9 item 3) the chain the run produced is replayed from genesis out of
 validator's stopped store, as `hearth audit replay --home` does, every check on; it must verify and
 end equal to the node's own stored state, entry by entry.
 
+The validators run as production validators do where the benchmark can tell (bench_devnet.py): no
+recorded-effects cross-check and no transaction indexes (nothing here looks a transaction up;
+profile_network --tx-index measures them with); sharing 2 cores four ways, they check signatures in
+their own processes (`mempool.signature_workers` 0, as `hearth devnet` sets for more validators
+than cores). bench-results.json records both settings.
+
 Targets (V measured in the same run): committed/s >= 0.45 L; p50 <= 1 s and p99 <= 2 s
 submit-to-commit at that rate; the replay >= 0.50 x 2V. Recorded, not asserted (the machine is
 shared and noisy).
@@ -27,7 +33,9 @@ from pathlib import Path
 import pytest
 
 from cli.audit.sources import open_home_source
-from tests.benchmarks.bench_devnet import ACCOUNTS, VALIDATORS, agreement, create_bench_devnet, tree_cpu_s
+from consensus.config import NodeHome
+from devnet.network import Devnet
+from tests.benchmarks.bench_devnet import ACCOUNTS, TX_INDEX, VALIDATORS, agreement, create_bench_devnet, tree_cpu_s
 from tests.benchmarks.replay_timing import timed_replay
 from tests.benchmarks.results import measure_verify_rate, record
 
@@ -97,7 +105,9 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
         "half_latency_p99_s": half.get("latency_p99_s"),
         "half_latency_max_s": half.get("latency_max_s"),
         "node_cpu_us_per_committed_tx": [round(c / max(all_committed, 1) * 1e6) for c in node_cpu_s],
-        "node_cpu_note": "each validator's CPU (its signature workers included) over all steps, per transfer committed",
+        "node_cpu_note": "each validator's CPU (its signature workers, where it has any, included) over all steps, per transfer committed",
+        "validators_tx_index": TX_INDEX,
+        "validators_signature_workers": _signature_workers(net),
         "steps": [
             {k: s[k] for k in ("offered_per_s", "committed_per_s", "kept_up", "latency_p50_s", "latency_p99_s", "refused", "generator_cpu_s")}
             for s in result["steps"]
@@ -107,6 +117,10 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     record("network_4_validators", figures)
     assert checks["same_block_hash"] and checks["same_state_root"] and checks["conserved"]
     _replay_produced_chain(Path(net.reload().validators[0].home))
+
+
+def _signature_workers(net: Devnet) -> list[int]:
+    return [NodeHome(Path(e.home)).load_config().mempool.signature_workers for e in net.reload().validators]
 
 
 def _replay_produced_chain(home: Path) -> None:

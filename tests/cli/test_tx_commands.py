@@ -6,9 +6,13 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from cli.errors import ExitCode
+from consensus.node_services import TxIndexDisabled
 from tests.cli.conftest import Hearth
 from tests.ledger.helpers import key
+from tests.rpc.fake_node import ServedNode
 
 OFFLINE = {"HEARTH_RPC": "http://127.0.0.1:9"}  # nothing listens there
 
@@ -83,3 +87,18 @@ def test_build_checks_type_and_fields(hearth: Hearth, bob: str) -> None:
     no_equals = hearth("tx", "build", "transfer", "--from", "bob", "--set", "amount")
     assert "FIELD=VALUE" in no_equals.stderr
     assert hearth("tx", "sign", "/nonexistent", "--key", "bob").exit_code == ExitCode.USAGE
+
+
+def test_a_node_without_transaction_indexes_is_named_as_such(hearth: Hearth, served: ServedNode, alice: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a node with `tx_index.enabled` false (-32005), `tx show` and `wallet history` say so
+    and point to another node, with the refusal's exit code."""
+
+    def no_index(*args: object) -> None:
+        raise TxIndexDisabled("this node keeps no transaction index")
+
+    monkeypatch.setattr(served.node, "get_tx", no_index)
+    monkeypatch.setattr(served.node, "get_account_txs", no_index)
+    for args in (("tx", "show", "ab" * 32), ("wallet", "history", "alice")):
+        result = hearth(*args)
+        assert result.exit_code == ExitCode.REFUSED, result.output
+        assert "keeps no transaction index" in result.output and "--rpc" in result.output

@@ -49,3 +49,13 @@ def test_an_unknown_setting_is_refused() -> None:
     doc["mempool"]["signature_worker"] = 0
     with pytest.raises(ConfigError, match="unknown setting"):
         NodeConfig.from_json(json.dumps(doc))
+
+
+def test_the_transaction_indexes_are_kept_unless_turned_off() -> None:
+    assert NodeConfig().tx_index.enabled is True
+    doc = json.loads(NodeConfig().to_json())
+    doc["tx_index"]["enabled"] = False
+    assert NodeConfig.from_json(json.dumps(doc)).tx_index.enabled is False
+    doc["tx_index"]["enabled"] = "false"
+    with pytest.raises(ConfigError, match=r"tx_index\.enabled must be bool"):
+        NodeConfig.from_json(json.dumps(doc))

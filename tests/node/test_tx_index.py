@@ -1,0 +1,113 @@
+"""The transaction indexes are optional (`tx_index.enabled`): a node without them writes none,
+answers `tx` and `account_txs` with -32005 and still commits and confirms; turned on again, they
+cover the blocks from then on, and the store remembers from where."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from consensus.block_store import ACCOUNT_TX, TX_INDEX_FROM, TX_LOCATION, BlockStore
+from consensus.config import NodeHome, TxIndexConfig
+from consensus.node import Node
+from consensus.rpc_methods import CallContext, ErrorCode, RpcError, call_method
+from ledger import LevelDBStore, MemoryStore, make_tx
+from ledger.crypto import sha256
+from tests.ledger.helpers import CHAIN_ID, key
+from tests.node.test_node_inprocess import lone_validator_home
+
+
+def test_the_store_records_from_where_the_indexes_hold() -> None:
+    store = MemoryStore()
+    blocks = BlockStore(store)
+    assert blocks.configure_tx_index(True, 0) == 1 and store.get(TX_INDEX_FROM) is None  # as every store had them
+    assert blocks.configure_tx_index(False, 5) is None and blocks.tx_index_from is None
+    assert BlockStore(store).configure_tx_index(False, 6) is None  # still off after a restart
+    assert BlockStore(store).configure_tx_index(True, 7) == 8  # on again: from the next block
+    assert BlockStore(store).configure_tx_index(True, 9) == 8  # and it stays so
+    assert BlockStore(store).configure_tx_index(False, 10) is None
+    assert BlockStore(store).configure_tx_index(True, 12) == 13
+
+
+def set_tx_index(home: NodeHome, enabled: bool) -> None:
+    home.write_config(replace(home.load_config(), tx_index=TxIndexConfig(enabled=enabled)))
+
+
+async def call(node: Node, method: str, **params: object) -> object:
+    return await call_method(CallContext(node), method, params)
+
+
+async def commit_one(node: Node, nonce: int) -> bytes:
+    raw = make_tx(CHAIN_ID, "transfer", key(1), nonce, to=key(2).address, amount=1)
+    answer = await call(node, "submit_tx_commit", tx=raw.hex(), timeout_ms=20_000)  # no index needed
+    assert isinstance(answer, dict) and answer["hash"] == sha256(raw).hex()
+    return sha256(raw)
+
+
+def test_a_node_without_indexes_commits_confirms_and_refuses_lookups_with_a_stable_code(tmp_path: Path) -> None:
+    home = lone_validator_home(tmp_path)
+    set_tx_index(home, False)
+
+    async def without() -> bytes:
+        node = Node(home.root)
+        await node.start()
+        try:
+            tx_hash = await commit_one(node, 0)
+            for method, params in (("tx", {"hash": tx_hash.hex()}), ("account_txs", {"address": key(1).address.hex()})):
+                with pytest.raises(RpcError) as refused:
+                    await call(node, method, **params)
+                assert refused.value.code == ErrorCode.NO_TX_INDEX and "tx_index" in refused.value.message
+            status = await call(node, "status")
+            assert isinstance(status, dict) and status["tx_index_from_height"] is None
+            return tx_hash
+        finally:
+            await node.stop()
+            stopped_at.append(node.ledger.head.height)
+
+    stopped_at: list[int] = []
+    first = asyncio.run(without())
+    store = LevelDBStore(str(home.ledger_dir))
+    try:
+        assert list(store.iterate(TX_LOCATION)) == [] and list(store.iterate(ACCOUNT_TX)) == []
+    finally:
+        store.close()
+
+    set_tx_index(home, True)
+
+    async def again() -> None:
+        node = Node(home.root)
+        await node.start()
+        try:
+            status = await call(node, "status")
+            assert isinstance(status, dict) and status["tx_index_from_height"] == stopped_at[0] + 1
+            later = await commit_one(node, 1)
+            found = await call(node, "tx", hash=later.hex())
+            assert isinstance(found, dict) and found["height"] > stopped_at[0]
+            assert await call(node, "tx", hash=first.hex()) is None  # committed while the indexes were off
+            history = await call(node, "account_txs", address=key(1).address.hex())
+            assert isinstance(history, dict) and [t["hash"] for t in history["txs"]] == [later.hex()]
+        finally:
+            await node.stop()
+
+    asyncio.run(again())
+
+
+def test_by_default_a_node_indexes_from_its_first_block(tmp_path: Path) -> None:
+    home = lone_validator_home(tmp_path)
+
+    async def run() -> None:
+        node = Node(home.root)
+        await node.start()
+        try:
+            tx_hash = await commit_one(node, 0)
+            found = await call(node, "tx", hash=tx_hash.hex())
+            assert isinstance(found, dict) and found["hash"] == tx_hash.hex()
+            status = await call(node, "status")
+            assert isinstance(status, dict) and status["tx_index_from_height"] == 1
+        finally:
+            await node.stop()
+
+    asyncio.run(run())
