@@ -74,7 +74,7 @@ def from_rpc_error(exc: RpcCallError) -> CliError:
     name = data.get("code") if isinstance(data.get("code"), str) else LEDGER_CODE_NAMES.get(exc.code)
     if exc.code == ErrorCode.NOT_COMMITTED:
         tx_hash = data.get("hash", "?")
-        return CliError(f"submitted as {tx_hash} but not committed yet", f"check later with `hearth tx show {tx_hash}`", ExitCode.NOT_COMMITTED, data)
+        return CliError(f"submitted as {tx_hash} but not committed yet", f"check later with `hearth tx show {tx_hash}` (on a node that keeps the transaction index)", ExitCode.NOT_COMMITTED, data)
     if exc.code == ErrorCode.RATE_LIMITED:
         return CliError("the node is rate limiting this client", "wait a moment and retry", ExitCode.REFUSED)
     if exc.code == ErrorCode.NO_TX_INDEX:

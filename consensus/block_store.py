@@ -168,17 +168,29 @@ class BlockStore:
         return None if data is None else int.from_bytes(data, "big")
 
     def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """Where the transaction was committed, if the indexes as they stand cover it: a record
+        left from before a time without indexes is not served, or a lookup's answer would depend on
+        which part of the chain the indexes happened to hold."""
         data = self._store.get(TX_LOCATION + tx_hash)
         if data is None:
             return None
-        return int.from_bytes(data[:8], "big"), int.from_bytes(data[8:], "big")
+        height = int.from_bytes(data[:8], "big")
+        if self.tx_index_from is None or height < self.tx_index_from:
+            return None
+        return height, int.from_bytes(data[8:], "big")
 
     def account_tx_hashes(self, address: bytes, limit: int, before: tuple[int, int] | None) -> list[bytes]:
         """Hashes of up to `limit` transactions naming `address`, newest first, each at a (height,
-        index) strictly before `before` (None: from the head down)."""
+        index) strictly before `before` (None: from the head down), none below `tx_index_from`
+        (the history has no hole: it ends where the indexes stop covering every block)."""
         out: list[bytes] = []
+        since = self.tx_index_from
+        if since is None:
+            return out
         for key, tx_hash in self._store.iterate(ACCOUNT_TX + address):
             position = (_MAX_HEIGHT_KEY - int.from_bytes(key[-12:-4], "big"), int.from_bytes(key[-4:], "big"))
+            if position[0] < since:
+                break  # newest first: all the rest are older
             if before is not None and position >= before:
                 continue
             out.append(tx_hash)

@@ -97,9 +97,9 @@ class MempoolConfig:
     """Worker processes of each of the node's two signature verifiers (peers' gossip; and what
     someone waits on: a block's unseen transactions, clients' submissions). They keep the checks off
     the event loop's core. 0: the checks run in the node's own process, on its event loop, a few
-    hundred transactions at a time: for a node that shares its cores with others (a devnet of more
-    validators than cores), where a worker adds no core to check on, only the cost of sending it
-    the transactions and parsing them again (consensus/verifier.py)."""
+    hundred transactions a turn: for a node that shares its cores with others (a devnet of at least
+    as many validators as cores), where a worker adds no core to check on, only the cost of sending
+    it the transactions and parsing them again (consensus/verifier.py)."""
 
 
 @dataclass(frozen=True)

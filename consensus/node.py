@@ -19,8 +19,9 @@ node resends its own messages of the current round every gossip interval, which 
 validators that lost messages (a partition, a restart) meet again in one round.
 
 Transactions from peers and clients arrive in batches; decoding and signature checks run in
-worker processes (consensus/verifier.py) so the event loop keeps serving consensus, then admission
-(nonce, balance) runs on the loop. Each signature is verified once per node: the hash then sits in the
+worker processes (consensus/verifier.py) so the event loop keeps serving consensus, or, with
+`mempool.signature_workers` 0, on the loop a chunk a turn; then admission (nonce, balance) runs on
+the loop. Each signature is verified once per node: the hash then sits in the
 shared SignatureCache that block execution consults. A node sends its clients' transactions whole
 to every peer and only announces the hashes of its peers' (`tx_hashes`); a peer that has not received
 an announced one whole within TX_FETCH_DELAY_S asks for it (`get_txs`). So in a full mesh each node
@@ -68,7 +69,7 @@ from consensus.engine import (
 from consensus.errors import ConsensusInvariantViolation, MessageInvalid
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.mempool import Added, Mempool, MempoolFull
-from consensus.verifier import Verifier
+from consensus.verifier import InlineChecks, Verifier
 from consensus.node_services import BlockFeed, TxIndexDisabled, TxResult
 from consensus.p2p import P2P, Peer
 from consensus.rpc_server import RpcConfig, RpcServer
@@ -114,10 +115,13 @@ TX_BATCH_QUEUE_MAX = 256
 """Batches of peer transactions waiting for signature checks; past it a batch is dropped (counted)."""
 MAX_SEEN = 100_000
 MAX_TX_WAITERS = 100_000
+RECENT_COMMITS_MAX = 50_000
+"""On a node without transaction indexes: where the latest this many committed transactions are,
+so that a wait that starts just after the commit (a pending transaction submitted again) finds it."""
 MAX_HELD_BLOCKS = 16
 BLOCK_PRECHECK_MIN_TXS = 16
 """A proposed block carrying at least this many transactions whose signatures this node has not
-checked yet has them checked by the verifier processes before the engine sees it, so the event loop
+checked yet has them checked by the priority verifier before the engine sees it, so the event loop
 keeps answering votes and RPC meanwhile (and the engine's execution finds them in the cache)."""
 MAX_PRECHECKING_BLOCKS = 8
 """Blocks held back by the drift rule at once; past it a far-future block goes to the engine
@@ -204,6 +208,8 @@ class Node:
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: dict[bytes, list[asyncio.Future[TxResult]]] = {}
+        self._recent_commits: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
+        """Without transaction indexes: hash -> (height, index) of the latest commits (RECENT_COMMITS_MAX)."""
         self._tx_batches: asyncio.Queue[tuple[bytes | None, list[bytes], list[bytes]]] | None = None
         self._wanted: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
         """Announced transactions not here yet: hash -> (announcing peer's node id, when announced)."""
@@ -218,10 +224,10 @@ class Node:
         """Hashes of peer transactions received whole and queued for their signature check (at
         most the mempool's max_txs of them, and max_bytes in all: `_arriving_bytes`)."""
         self._arriving_bytes = 0
-        workers = self.config.mempool.signature_workers
-        self._verifier = Verifier(workers)
+        workers, inline = self.config.mempool.signature_workers, InlineChecks()  # inline: with no workers
+        self._verifier = Verifier(workers, inline)
         """Checks peers' gossip, the bulk."""
-        self._priority_verifier = Verifier(workers)
+        self._priority_verifier = Verifier(workers, inline, priority=True)
         """Checks what someone waits on: a proposed block's unseen transactions, clients' submissions."""
         self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
         self._submitted: list[tuple[list[bytes], asyncio.Future[list[bytes | Exception]]]] = []  # RPC submissions awaiting one batched check
@@ -432,6 +438,12 @@ class Node:
         self.wal.committed(height)
         self._own = [m for m in self._own if m[0] > height]
         self.sync.on_progress(time.monotonic())
+        if self.blocks.tx_index_from is None:
+            recent = self._recent_commits
+            for index, tx in enumerate(committed.txs):
+                recent[tx.hash] = (height, index)
+            while len(recent) > RECENT_COMMITS_MAX:
+                recent.popitem(last=False)
         if self._waiters:
             for index, tx in enumerate(committed.txs):
                 waiting = self._waiters.pop(tx.hash, None)
@@ -576,7 +588,7 @@ class Node:
         self._feed(event)
 
     def _precheck(self, peer: Peer | None, payload: Any, claimed: bytes, height: int, txs: tuple[bytes, ...]) -> bool:
-        """Whether the block frame goes to the verifier processes first (it comes back through
+        """Whether the block frame goes to the priority verifier first (it comes back through
         `_receive_consensus` once its unseen signatures are in the cache); a copy of a block being
         checked is dropped."""
         if claimed in self._prechecking:
@@ -787,7 +799,7 @@ class Node:
             self.p2p.send(peer, "txs", raws)
 
     async def _tx_check_loop(self) -> None:
-        """Peers' transactions to the verifier processes: every batch queued meanwhile goes in one
+        """Peers' transactions to the verifier: every batch queued meanwhile goes in one
         call, up to TX_CHECKS_IN_FLIGHT calls in flight; `_tx_admission_loop` takes them in order."""
         assert self._tx_batches is not None and self._tx_checks is not None
         while True:
@@ -814,7 +826,7 @@ class Node:
             await self._tx_checks.put((batches, raws, known, check))  # waits while TX_CHECKS_IN_FLIGHT are
 
     async def _tx_admission_loop(self) -> None:
-        """Admission on the loop, in arrival order, of what the verifier processes checked."""
+        """Admission on the loop, in arrival order, of what the verifier checked."""
         assert self._tx_checks is not None and self._mempool_ready is not None
         while True:
             batches, raws, results, check = await self._tx_checks.get()
@@ -873,7 +885,7 @@ class Node:
                 self.p2p.send(peer, "tx_hashes", hashes[i : i + TX_HASHES_PER_FRAME])
 
     async def wait_for_tx(self, tx_hash: bytes, timeout_s: float) -> TxResult | None:
-        known = self.get_tx(tx_hash) if self.blocks.tx_index_from is not None else None  # without indexes: from the next commits
+        known = self.get_tx(tx_hash) if self.blocks.tx_index_from is not None else self._recently_committed(tx_hash)
         if known is not None:
             return known
         if sum(len(w) for w in self._waiters.values()) >= MAX_TX_WAITERS:
@@ -890,6 +902,13 @@ class Node:
                 waiting.remove(future)
             if not waiting:
                 self._waiters.pop(tx_hash, None)
+
+    def _recently_committed(self, tx_hash: bytes) -> TxResult | None:
+        location = self._recent_commits.get(tx_hash)
+        block = None if location is None else self.blocks.block(location[0])
+        if location is None or block is None or location[1] >= len(block.txs):
+            return None
+        return TxResult(tx_hash, location[0], location[1], block.header.time_ms, block.txs[location[1]])
 
     def get_tx(self, tx_hash: bytes) -> TxResult | None:
         if self.blocks.tx_index_from is None:

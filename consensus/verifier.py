@@ -20,11 +20,12 @@ batch sent to a worker wakes it, and with the default policy the woken worker pr
 node's event loop on that core.
 
 With no workers (`Verifier(0)`, the setting `mempool.signature_workers = 0`) the checks run in the
-node's own process, on the event loop, INLINE_CHUNK transactions at a time with a turn of the loop
-between chunks, so a large batch holds the loop for milliseconds, not for the whole batch. That is
-for a node that shares its cores with other busy processes (a devnet of more validators than
-cores): there a worker adds no core to check on, and sending it the wire bytes and parsing what it
-passed (`trusted_tx`) is pure overhead. On the benchmark's 2-core devnet of 4 validators, A/B/A at
+node's own process, on the event loop: one task (`InlineChecks`, shared by a node's two verifiers)
+checks INLINE_CHUNK transactions a turn of the loop, a priority verifier's batches before the
+others, so a loop turn holds at most one chunk of checks however many batches wait, and a block's
+unseen transactions do not queue behind gossip. That is for a node that shares its cores with other
+busy processes (a devnet of at least as many validators as cores): there a worker adds no core to
+check on, and sending it the wire bytes and parsing what it passed (`trusted_tx`) is pure overhead. On the benchmark's 2-core devnet of 4 validators, A/B/A at
 3,000/s: 128-132 µs of CPU per transfer per validator inline, 144 and 135 with workers.
 
 If a worker dies (killed from outside), its batches in flight fail over to a new worker, rerun
@@ -50,7 +51,7 @@ from ledger import Rejected, Tx, decode_tx
 from ledger.errors import Code
 from ledger.tx import trusted_tx, verify_tx_signatures
 
-__all__ = ["Verifier", "check_batch", "prevalidate", "run_as_batch_job"]
+__all__ = ["InlineChecks", "Verifier", "check_batch", "prevalidate", "run_as_batch_job"]
 
 log = logging.getLogger("hearth.verifier")
 
@@ -161,14 +162,45 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _check_inline(raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
-    """`prevalidate` in this process, INLINE_CHUNK transactions at a time, letting the event loop
-    run between chunks."""
-    out = prevalidate(raws[:INLINE_CHUNK], chain_id)
-    for start in range(INLINE_CHUNK, len(raws), INLINE_CHUNK):
-        await asyncio.sleep(0)
-        out += prevalidate(raws[start : start + INLINE_CHUNK], chain_id)
-    return out
+class _InlineBatch:
+    __slots__ = ("raws", "chain_id", "done", "out", "future")
+
+    def __init__(self, raws: list[bytes], chain_id: str, future: asyncio.Future[list[Tx | Rejected]]) -> None:
+        self.raws, self.chain_id, self.future = raws, chain_id, future
+        self.done = 0
+        self.out: list[Tx | Rejected] = []
+
+
+class InlineChecks:
+    """`prevalidate` in this process for verifiers without workers: one task, INLINE_CHUNK
+    transactions a turn of the event loop, the oldest priority batch first, else the oldest other."""
+
+    def __init__(self) -> None:
+        self._waiting: tuple[collections.deque[_InlineBatch], collections.deque[_InlineBatch]] = (collections.deque(), collections.deque())
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self, raws: list[bytes], chain_id: str, priority: bool = False) -> list[Tx | Rejected]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Tx | Rejected]] = loop.create_future()
+        self._waiting[0 if priority else 1].append(_InlineBatch(raws, chain_id, future))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        priority, others = self._waiting
+        while priority or others:
+            queue = priority or others
+            batch = queue[0]
+            if batch.future.done():  # its caller gave up (cancelled)
+                queue.popleft()
+                continue
+            batch.out += prevalidate(batch.raws[batch.done : batch.done + INLINE_CHUNK], batch.chain_id)
+            batch.done += INLINE_CHUNK
+            if batch.done >= len(batch.raws):
+                queue.popleft()
+                batch.future.set_result(batch.out)
+            await asyncio.sleep(0)  # the loop's other callbacks run between two chunks
 
 
 class WorkerGone(Exception):
@@ -260,10 +292,13 @@ class _Worker:
 
 
 class Verifier:
-    """`workers` processes checking signatures; `check` is awaited on the event loop."""
+    """`workers` processes checking signatures; `check` is awaited on the event loop. With none,
+    `inline` checks here (shared by a node's verifiers; `priority`: this one's batches go first)."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, inline: InlineChecks | None = None, priority: bool = False) -> None:
         self.workers = workers
+        self._inline = inline if inline is not None else InlineChecks()
+        self._priority = priority
         self._pool: list[_Worker] = []
         self.restarts = 0
         self._stopped = False
@@ -300,7 +335,7 @@ class Verifier:
         if hashes is not None and len(hashes) != len(raws):
             raise ValueError("one hash per transaction")
         if self.workers == 0:
-            return await _check_inline(raws, chain_id)
+            return await self._inline.check(raws, chain_id, self._priority)
         for _ in range(2):  # a batch whose worker died runs once more, on a new one
             self._replace_dead()
             live = [w for w in self._pool if w.alive]

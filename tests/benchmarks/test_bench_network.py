@@ -11,8 +11,8 @@ end equal to the node's own stored state, entry by entry.
 The validators run as production validators do where the benchmark can tell (bench_devnet.py): no
 recorded-effects cross-check and no transaction indexes (nothing here looks a transaction up;
 profile_network --tx-index measures them with); sharing 2 cores four ways, they check signatures in
-their own processes (`mempool.signature_workers` 0, as `hearth devnet` sets for more validators
-than cores). bench-results.json records both settings.
+their own processes (`mempool.signature_workers` 0, as `hearth devnet` sets where validators are
+at least as many as cores). bench-results.json records both settings.
 
 Targets (V measured in the same run): committed/s >= 0.45 L; p50 <= 1 s and p99 <= 2 s
 submit-to-commit at that rate; the replay >= 0.50 x 2V. Recorded, not asserted (the machine is

@@ -5,6 +5,7 @@ cover the blocks from then on, and the store remembers from where."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +33,22 @@ def test_the_store_records_from_where_the_indexes_hold() -> None:
     assert BlockStore(store).configure_tx_index(True, 12) == 13
 
 
+def test_records_from_before_a_time_without_indexes_are_not_served() -> None:
+    store = MemoryStore()
+    blocks = BlockStore(store)
+    address, old_hash, new_hash = key(1).address, b"\x01" * 32, b"\x02" * 32
+    for height, tx_hash in ((3, old_hash), (9, new_hash)):
+        position = (2**64 - 1 - height).to_bytes(8, "big") + bytes(4)
+        store.write_batch({TX_LOCATION + tx_hash: height.to_bytes(8, "big") + bytes(4), ACCOUNT_TX + address + position: tx_hash})
+    assert blocks.configure_tx_index(True, 9) == 1
+    assert blocks.tx_location(old_hash) == (3, 0) and blocks.account_tx_hashes(address, 10, None) == [new_hash, old_hash]
+    blocks.configure_tx_index(False, 9)
+    assert blocks.tx_location(new_hash) is None and blocks.account_tx_hashes(address, 10, None) == []
+    assert blocks.configure_tx_index(True, 6) == 7  # on again after height 6: height 3's records are from before
+    assert blocks.tx_location(old_hash) is None and blocks.tx_location(new_hash) == (9, 0)
+    assert blocks.account_tx_hashes(address, 10, None) == [new_hash]
+
+
 def set_tx_index(home: NodeHome, enabled: bool) -> None:
     home.write_config(replace(home.load_config(), tx_index=TxIndexConfig(enabled=enabled)))
 
@@ -48,51 +65,63 @@ async def commit_one(node: Node, nonce: int) -> bytes:
 
 
 def test_a_node_without_indexes_commits_confirms_and_refuses_lookups_with_a_stable_code(tmp_path: Path) -> None:
+    """On (the default), then off, then on again: off, lookups answer -32005 and no index record is
+    written; on again, the indexes cover the blocks from then on, and what was indexed before the
+    time off is not served either (a history with a hole would look complete)."""
     home = lone_validator_home(tmp_path)
-    set_tx_index(home, False)
+    stopped_at: list[int] = []
 
-    async def without() -> bytes:
+    async def phase(enabled: bool, nonce: int, check: Callable[[Node, bytes], Awaitable[None]]) -> bytes:
+        set_tx_index(home, enabled)
         node = Node(home.root)
         await node.start()
         try:
-            tx_hash = await commit_one(node, 0)
-            for method, params in (("tx", {"hash": tx_hash.hex()}), ("account_txs", {"address": key(1).address.hex()})):
-                with pytest.raises(RpcError) as refused:
-                    await call(node, method, **params)
-                assert refused.value.code == ErrorCode.NO_TX_INDEX and "tx_index" in refused.value.message
-            status = await call(node, "status")
-            assert isinstance(status, dict) and status["tx_index_from_height"] is None
+            tx_hash = await commit_one(node, nonce)
+            await check(node, tx_hash)
             return tx_hash
         finally:
             await node.stop()
             stopped_at.append(node.ledger.head.height)
 
-    stopped_at: list[int] = []
-    first = asyncio.run(without())
+    async def indexed(node: Node, tx_hash: bytes) -> None:
+        found = await call(node, "tx", hash=tx_hash.hex())
+        assert isinstance(found, dict) and found["hash"] == tx_hash.hex()
+
+    async def without(node: Node, tx_hash: bytes) -> None:
+        late = await node.wait_for_tx(tx_hash, 0.05)  # a wait that starts after the commit still finds it
+        assert late is not None and late.hash == tx_hash
+        for method, params in (("tx", {"hash": tx_hash.hex()}), ("account_txs", {"address": key(1).address.hex()})):
+            with pytest.raises(RpcError) as refused:
+                await call(node, method, **params)
+            assert refused.value.code == ErrorCode.NO_TX_INDEX and "tx_index" in refused.value.message
+        status = await call(node, "status")
+        assert isinstance(status, dict) and status["tx_index_from_height"] is None
+
+    first = asyncio.run(phase(True, 0, indexed))
     store = LevelDBStore(str(home.ledger_dir))
     try:
-        assert list(store.iterate(TX_LOCATION)) == [] and list(store.iterate(ACCOUNT_TX)) == []
+        indexed_before = len(list(store.iterate(TX_LOCATION))), len(list(store.iterate(ACCOUNT_TX)))
+    finally:
+        store.close()
+    assert indexed_before == (1, 2)  # the transfer by hash, and under both its accounts
+    second = asyncio.run(phase(False, 1, without))
+    store = LevelDBStore(str(home.ledger_dir))
+    try:
+        assert (len(list(store.iterate(TX_LOCATION))), len(list(store.iterate(ACCOUNT_TX)))) == indexed_before  # none written off
     finally:
         store.close()
 
-    set_tx_index(home, True)
+    async def again(node: Node, later: bytes) -> None:
+        status = await call(node, "status")
+        assert isinstance(status, dict) and status["tx_index_from_height"] == stopped_at[1] + 1
+        found = await call(node, "tx", hash=later.hex())
+        assert isinstance(found, dict) and found["height"] > stopped_at[1]
+        assert await call(node, "tx", hash=second.hex()) is None  # committed while the indexes were off
+        assert await call(node, "tx", hash=first.hex()) is None  # indexed, but before the time off
+        history = await call(node, "account_txs", address=key(1).address.hex())
+        assert isinstance(history, dict) and [t["hash"] for t in history["txs"]] == [later.hex()]
 
-    async def again() -> None:
-        node = Node(home.root)
-        await node.start()
-        try:
-            status = await call(node, "status")
-            assert isinstance(status, dict) and status["tx_index_from_height"] == stopped_at[0] + 1
-            later = await commit_one(node, 1)
-            found = await call(node, "tx", hash=later.hex())
-            assert isinstance(found, dict) and found["height"] > stopped_at[0]
-            assert await call(node, "tx", hash=first.hex()) is None  # committed while the indexes were off
-            history = await call(node, "account_txs", address=key(1).address.hex())
-            assert isinstance(history, dict) and [t["hash"] for t in history["txs"]] == [later.hex()]
-        finally:
-            await node.stop()
-
-    asyncio.run(again())
+    asyncio.run(phase(True, 2, again))
 
 
 def test_by_default_a_node_indexes_from_its_first_block(tmp_path: Path) -> None:

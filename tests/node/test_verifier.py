@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from consensus.verifier import INLINE_CHUNK, Verifier, check_batch, prevalidate, run_as_batch_job
+from consensus.verifier import INLINE_CHUNK, InlineChecks, Verifier, check_batch, prevalidate, run_as_batch_job
 from ledger import Rejected, Tx, decode_tx
 from ledger.tx import trusted_tx
 from ledger.crypto import sha256
@@ -86,6 +86,52 @@ def test_without_workers_the_checks_run_here_in_chunks_with_the_same_verdicts() 
     assert outcome(checked) == outcome(prevalidate(raws, CHAIN_ID))
     assert [tx for tx in checked if isinstance(tx, Tx)] == [decode_tx(raw) for raw in raws if isinstance(prevalidate([raw], CHAIN_ID)[0], Tx)]
     assert turns_during >= len(raws) // INLINE_CHUNK  # one turn between each two chunks, at least
+
+
+def test_without_workers_a_priority_batch_goes_first_and_a_turn_checks_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's two verifiers without workers share one InlineChecks: a priority batch (a block's
+    unseen transactions) queued behind a large gossip batch is answered before it, and however many
+    batches wait, each turn of the loop checks at most INLINE_CHUNK transactions."""
+    gossip_raws = [transfer_tx(1, 2, 5, n) for n in range(3 * INLINE_CHUNK)]
+    block_raws = [transfer_tx(3, 2, 5, n) for n in range(INLINE_CHUNK // 2)]
+    checked_per_turn: list[int] = []
+    real = prevalidate
+
+    def counting(raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+        checked_per_turn[-1] += len(raws)
+        return real(raws, chain_id)
+
+    async def main() -> list[str]:
+        inline = InlineChecks()
+        gossip, priority = Verifier(0, inline), Verifier(0, inline, priority=True)
+        finished: list[str] = []
+        stop = False
+
+        async def turns() -> None:
+            while not stop:
+                checked_per_turn.append(0)
+                await asyncio.sleep(0)
+
+        counter = asyncio.ensure_future(turns())
+        await asyncio.sleep(0)
+
+        async def run(name: str, verifier: Verifier, raws: list[bytes]) -> None:
+            result = await verifier.check(raws, CHAIN_ID)
+            assert outcome(result) == outcome(real(raws, CHAIN_ID))
+            finished.append(name)
+
+        first = asyncio.ensure_future(run("gossip", gossip, gossip_raws))
+        await asyncio.sleep(0)  # the gossip batch is being checked
+        await asyncio.gather(first, run("block", priority, block_raws))
+        stop = True
+        await counter
+        return finished
+
+    monkeypatch.setattr("consensus.verifier.prevalidate", counting)
+    finished = asyncio.run(main())
+    assert finished == ["block", "gossip"]
+    assert sum(checked_per_turn) == len(gossip_raws) + len(block_raws)
+    assert max(checked_per_turn) <= INLINE_CHUNK
 
 
 def test_a_killed_worker_is_replaced_and_the_batch_still_checked() -> None:
