@@ -904,16 +904,10 @@ class Node:
                 self._waiters.pop(tx_hash, None)
 
     def _recently_committed(self, tx_hash: bytes) -> TxResult | None:
-        location = self._recent_commits.get(tx_hash)
-        block = None if location is None else self.blocks.block(location[0])
-        if location is None or block is None or location[1] >= len(block.txs):
-            return None
-        return TxResult(tx_hash, location[0], location[1], block.header.time_ms, block.txs[location[1]])
+        return self._tx_at(tx_hash, self._recent_commits.get(tx_hash))
 
-    def get_tx(self, tx_hash: bytes) -> TxResult | None:
-        if self.blocks.tx_index_from is None:
-            raise TxIndexDisabled("this node keeps no transaction index (tx_index.enabled is false in its config); ask a node that does")
-        location = self.blocks.tx_location(tx_hash)
+    def _tx_at(self, tx_hash: bytes, location: tuple[int, int] | None) -> TxResult | None:
+        """The committed transaction at (height, index), read from its block."""
         if location is None:
             return None
         height, index = location
@@ -922,9 +916,16 @@ class Node:
             return None
         return TxResult(tx_hash, height, index, block.header.time_ms, block.txs[index])
 
-    def get_account_txs(self, address: bytes, limit: int, before: tuple[int, int] | None) -> list[TxResult]:
+    def _require_tx_index(self) -> None:
         if self.blocks.tx_index_from is None:
             raise TxIndexDisabled("this node keeps no transaction index (tx_index.enabled is false in its config); ask a node that does")
+
+    def get_tx(self, tx_hash: bytes) -> TxResult | None:
+        self._require_tx_index()
+        return self._tx_at(tx_hash, self.blocks.tx_location(tx_hash))
+
+    def get_account_txs(self, address: bytes, limit: int, before: tuple[int, int] | None) -> list[TxResult]:
+        self._require_tx_index()
         results = []
         for tx_hash in self.blocks.account_tx_hashes(address, limit, before):
             result = self.get_tx(tx_hash)

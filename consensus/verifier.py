@@ -25,8 +25,9 @@ checks INLINE_CHUNK transactions a turn of the loop, a priority verifier's batch
 others, so a loop turn holds at most one chunk of checks however many batches wait, and a block's
 unseen transactions do not queue behind gossip. That is for a node that shares its cores with other
 busy processes (a devnet of at least as many validators as cores): there a worker adds no core to
-check on, and sending it the wire bytes and parsing what it passed (`trusted_tx`) is pure overhead. On the benchmark's 2-core devnet of 4 validators, A/B/A at
-3,000/s: 128-132 µs of CPU per transfer per validator inline, 144 and 135 with workers.
+check on, and sending it the wire bytes and parsing what it passed (`trusted_tx`) is pure
+overhead. On the benchmark's 2-core devnet of 4 validators, A/B/A at 3,000/s: 128-132 µs of CPU
+per transfer per validator inline, 144 and 135 with workers.
 
 If a worker dies (killed from outside), its batches in flight fail over to a new worker, rerun
 once; if that fails too, the batch is checked in this process. A worker exits by itself when its
@@ -195,7 +196,12 @@ class InlineChecks:
             if batch.future.done():  # its caller gave up (cancelled)
                 queue.popleft()
                 continue
-            batch.out += prevalidate(batch.raws[batch.done : batch.done + INLINE_CHUNK], batch.chain_id)
+            try:
+                batch.out += prevalidate(batch.raws[batch.done : batch.done + INLINE_CHUNK], batch.chain_id)
+            except Exception as exc:  # a bug (every input has a verdict): that caller fails, not the others
+                queue.popleft()
+                batch.future.set_exception(exc)
+                continue
             batch.done += INLINE_CHUNK
             if batch.done >= len(batch.raws):
                 queue.popleft()

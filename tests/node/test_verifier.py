@@ -134,6 +134,29 @@ def test_without_workers_a_priority_batch_goes_first_and_a_turn_checks_one_chunk
     assert max(checked_per_turn) <= INLINE_CHUNK
 
 
+def test_without_workers_a_check_that_breaks_fails_its_caller_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should prevalidate ever raise (it gives every input a verdict), that batch's caller gets the
+    error and the batches behind it are still checked."""
+    raws = batch()
+
+    def broken_once(items: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+        monkeypatch.setattr("consensus.verifier.prevalidate", prevalidate)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("consensus.verifier.prevalidate", broken_once)
+
+    async def main() -> tuple[object, list[Tx | Rejected]]:
+        verifier = Verifier(0)
+        both = asyncio.gather(verifier.check(raws, CHAIN_ID), verifier.check(raws, CHAIN_ID), return_exceptions=True)
+        first, second = await asyncio.wait_for(both, 10)  # bounded: a broken checker left them waiting
+        assert not isinstance(second, BaseException)
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, RuntimeError)
+    assert outcome(second) == outcome(prevalidate(raws, CHAIN_ID))
+
+
 def test_a_killed_worker_is_replaced_and_the_batch_still_checked() -> None:
     raws = batch()
 
