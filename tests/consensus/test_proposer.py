@@ -79,12 +79,21 @@ def test_each_period_gives_each_validator_exactly_its_share(powers: list[int]) -
 
 @settings(max_examples=100, deadline=None)
 @given(powers=power_lists, length=st.integers(1, 400))
-def test_every_prefix_is_within_one_turn_of_proportional(powers: list[int], length: int) -> None:
-    """Smoothness: after k turns each validator has proposed within one turn of k * power / total."""
+def test_every_prefix_is_within_two_turns_of_proportional(powers: list[int], length: int) -> None:
+    """Smoothness: after k turns each validator has proposed within two turns of k * power / total
+    (its count is off by its priority / total; the priorities sum to 0 and spread within 2 * total).
+    Not within one: powers 1, 1, 1, 1, 27, 27, 27 after 230 turns are 1.06 turns off (below)."""
     vset = validator_set_of(KEYS[: len(powers)], powers)
     counts = Counter(proposer(vset, h, 0) for h in range(1, length + 1))
     for v in vset.validators:
-        assert abs(counts[v.address] - length * v.power / vset.total_power) < 1
+        assert abs(counts[v.address] - length * v.power / vset.total_power) < 2
+
+
+def test_one_turn_is_not_a_bound_on_a_prefix() -> None:
+    vset = validator_set_of(KEYS[:7], [1, 1, 1, 1, 27, 27, 27])
+    counts = Counter(proposer(vset, h, 0) for h in range(1, 231))
+    worst = max(abs(counts[v.address] - 230 * v.power / vset.total_power) for v in vset.validators)
+    assert 1 < worst < 2
 
 
 def test_many_rounds_are_shared_in_proportion_to_power() -> None:
