@@ -26,7 +26,7 @@ from ledger.constants import (
     TX_SIGN_DOMAIN,
 )
 from ledger.crypto import Keypair, sha256, verify_signature
-from ledger.errors import Code, Rejected
+from ledger.errors import Code, Rejected, check_invariant
 from ledger.records import fast_init
 
 # field checkers: each returns the value or raises Rejected ---------------------------------------
@@ -223,9 +223,10 @@ def decode_tx(raw: bytes) -> Tx:
     except Exception as exc:
         raise Rejected(Code.TX_MALFORMED, f"body: undecodable: {type(exc).__name__}") from None
     is_map = type(body) is dict
+    plain = is_map and _is_plain_transfer(body)  # then it has the canonical form and its fields are good
     try:
         pack = encoding.fast_packer()
-        if not encoding.has_canonical_form(body) or pack(body) != body_bytes or pack(envelope) != raw:
+        if not (plain or encoding.has_canonical_form(body)) or pack(body) != body_bytes or pack(envelope) != raw:
             raise encoding.EncodingError("not canonical")
     except encoding.EncodingError as exc:
         raise Rejected(Code.TX_MALFORMED, f"body: {exc}") from None
@@ -233,13 +234,57 @@ def decode_tx(raw: bytes) -> Tx:
         raise Rejected(Code.TX_MALFORMED, f"body: {type(exc).__name__}") from None
     if not is_map:
         raise Rejected(Code.TX_MALFORMED, "body must be a map")
-    _check_body(body)
+    if not plain:
+        _check_body(body)
     return Tx(raw, _sha256(raw).digest(), body_bytes, body, signatures)
 
 
 _unpack_envelope = encoding.limited_unpacker(MAX_TX_BYTES, use_list=False)
 _unpack_body = encoding.limited_unpacker(MAX_TX_BYTES)
 _sha256 = hashlib.sha256
+
+
+_TRANSFER_KEYS = ("amount", "chain", "from", "nonce", "to", "type")
+_TRANSFER_MEMO_KEYS = ("amount", "chain", "from", "memo", "nonce", "to", "type")
+check_invariant(
+    set(_TRANSFER_KEYS) == set(COMMON_FIELDS) | {n for n, f in TX_SCHEMAS["transfer"].items() if f.required}
+    and set(_TRANSFER_MEMO_KEYS) == set(COMMON_FIELDS) | set(TX_SCHEMAS["transfer"])
+    and list(_TRANSFER_KEYS) == sorted(_TRANSFER_KEYS) and list(_TRANSFER_MEMO_KEYS) == sorted(_TRANSFER_MEMO_KEYS),
+    "the plain transfer layouts are a transfer's fields, in canonical order",
+)
+
+
+def _is_plain_transfer(body: dict[str, Any]) -> bool:
+    """True iff `body` is a transfer whose keys are a transfer's fields in canonical order and whose
+    every field passes its check (`check_text`, `check_address`, `check_amount`,
+    `check_nonnegative_int`, inlined). Then `has_canonical_form(body)` holds (the keys are sorted
+    text, every value an int, text or bytes) and `_check_body(body)` passes, so `decode_tx` skips
+    both: the one shape nearly every transaction has, checked in a third of their time. False
+    sends the body the general way, which gives any refusal."""
+    keys = tuple(body)
+    if keys == _TRANSFER_KEYS:
+        amount, chain, sender, nonce, to, kind = body.values()
+        memo = ""
+    elif keys == _TRANSFER_MEMO_KEYS:
+        amount, chain, sender, memo, nonce, to, kind = body.values()
+    else:
+        return False
+    return (
+        kind == "transfer"
+        and type(kind) is str
+        and type(chain) is str
+        and len(chain.encode()) <= 64
+        and type(sender) is bytes
+        and len(sender) == ADDRESS_BYTES
+        and type(to) is bytes
+        and len(to) == ADDRESS_BYTES
+        and type(amount) is int
+        and 0 < amount <= MAX_AMOUNT
+        and type(nonce) is int
+        and 0 <= nonce <= MAX_AMOUNT
+        and type(memo) is str
+        and len(memo.encode()) <= MAX_MEMO_BYTES
+    )
 
 
 def trusted_tx(raw: bytes, tx_hash: bytes | None = None) -> Tx:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import Rejected, encoding, make_tx
-from ledger.constants import MAX_TX_BYTES
+from ledger.constants import MAX_AMOUNT, MAX_MEMO_BYTES, MAX_TX_BYTES
 from ledger.crypto import sha256
 from ledger.errors import Code
 from ledger.tx import Tx, _check_body, _check_signature_list, decode_tx
@@ -98,3 +98,73 @@ def test_the_same_outcome_on_valid_transactions_and_non_bytes() -> None:
     for raw in [*VALID, bytearray(VALID[0]), "text", None, b"", b"\xc1", bytes(MAX_TX_BYTES + 1)]:
         assert _outcome(decode_tx, raw) == _outcome(reference_decode_tx, raw)
     assert _outcome(decode_tx, VALID[0])[0] == "tx"
+
+
+def test_the_same_outcome_where_a_length_claims_more_than_the_input_holds() -> None:
+    """decode_tx leaves msgpack's own limits (set from the input's length) to bound strings,
+    binaries, arrays and maps, where the reference passes MAX_TX_BYTES and the array and map caps:
+    headers that claim more than any input of MAX_TX_BYTES could hold, in the body and in the
+    envelope, and extension types, get the same refusal."""
+    body_bytes, signatures = msgpack.unpackb(VALID[0])
+    huge = [
+        b"\xc6" + (MAX_TX_BYTES * 2).to_bytes(4, "big") + b"x" * 40,  # bin32
+        b"\xdb" + (MAX_TX_BYTES * 2).to_bytes(4, "big") + b"x" * 40,  # str32
+        b"\xdd" + (200_000).to_bytes(4, "big") + b"\xc0" * 40,  # array32
+        b"\xdf" + (20_000).to_bytes(4, "big") + b"\xa1a\xc0" * 20,  # map32
+        b"\xdf" + (9_000).to_bytes(4, "big") + b"\xa1a\xc0" * 20,  # within the map cap, past the input
+        b"\xd4\x01\x00",  # fixext1
+        b"\xc7\x03\x05abc",  # ext8
+    ]
+    for inner in huge:
+        for raw in (
+            msgpack.packb([inner, signatures], use_bin_type=True),  # as the body
+            inner,  # as the envelope
+            msgpack.packb([body_bytes, signatures], use_bin_type=True)[:1] + inner,  # inside the envelope
+        ):
+            outcome = _outcome(decode_tx, raw)
+            assert outcome[0] == "rejected"
+            assert outcome == _outcome(reference_decode_tx, raw)
+
+
+def _with_field(signed_as: bytes, name: str, value: Any) -> bytes | None:
+    """`signed_as` with one field of its body replaced (keys kept in canonical order), or None
+    when msgpack cannot pack the value."""
+    body_bytes, signatures = msgpack.unpackb(signed_as)
+    body = dict(sorted({**msgpack.unpackb(body_bytes), name: value}.items()))
+    try:
+        return msgpack.packb([msgpack.packb(body, use_bin_type=True), signatures], use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+TRANSFERS = VALID[:2]  # without a memo and with one: the shapes decode_tx checks in one pass
+EDGES = [0, 1, -1, MAX_AMOUNT, MAX_AMOUNT + 1, 2**64 - 1, True, 1.0, "", "é" * 32, "é" * 33, "a" * 64, "a" * 65, b"", bytes(32), bytes(33), [], {}, None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(signed_as=st.sampled_from(TRANSFERS), name=st.sampled_from(["amount", "chain", "from", "memo", "nonce", "to", "type", "zz"]), value=st.one_of(values, st.sampled_from(EDGES)))
+def test_the_same_outcome_on_transfers_with_any_field_value(signed_as: bytes, name: str, value: Any) -> None:
+    """Every field of a transfer, and a memo or an unknown field added, set to any value: the
+    one-pass check of a transfer's fields refuses what the plain check refuses, as it does."""
+    raw = _with_field(signed_as, name, value)
+    if raw is not None:
+        assert _outcome(decode_tx, raw) == _outcome(reference_decode_tx, raw)
+
+
+def test_the_same_outcome_at_the_bounds_of_each_transfer_field() -> None:
+    memo_max = "m" * MAX_MEMO_BYTES
+    cases = [("amount", v) for v in (0, 1, MAX_AMOUNT, MAX_AMOUNT + 1, -5, True)]
+    cases += [("nonce", v) for v in (0, MAX_AMOUNT, MAX_AMOUNT + 1, -1, False)]
+    cases += [("memo", v) for v in ("", memo_max, memo_max + "m", "é" * (MAX_MEMO_BYTES // 2), "é" * (MAX_MEMO_BYTES // 2 + 1), b"x")]
+    cases += [("chain", v) for v in ("c" * 64, "c" * 65, "é" * 32, "é" * 33)]
+    cases += [("type", v) for v in ("transfer", "transfers", "member_leave", b"transfer")]
+    cases += [("from", bytes(31)), ("to", bytes(33)), ("to", "x" * 32)]
+    decoded = 0
+    for signed_as in TRANSFERS:
+        for name, value in cases:
+            raw = _with_field(signed_as, name, value)
+            assert raw is not None
+            outcome = _outcome(decode_tx, raw)
+            assert outcome == _outcome(reference_decode_tx, raw), (name, value)
+            decoded += outcome[0] == "tx"
+    assert decoded >= 10  # the valid edges decode (their signatures are not checked here)
