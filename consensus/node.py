@@ -14,18 +14,22 @@ The engine is pure; this module turns its actions into effects and the world int
 
 Peer frames (see p2p.py for the framing, block_sync.py for the sync ones): status, proposal,
 vote, block, txs, evidence, get_blocks, blocks. Consensus messages are relayed once on first
-sight, so a node reaches validators it has no direct link to. While a height makes no progress the
-node resends its own messages of the current round every gossip interval, which is what lets
-validators that lost messages (a partition, a restart) meet again in one round.
+sight, so a node reaches validators it has no direct link to, but only to the peers that the peer
+it came from is not linked to: status frames name each node's links (RELAY-1), so in a full mesh
+nothing is relayed. While a height makes no progress the node resends its own messages of the
+current round every gossip interval, and those it passed on (RELAY-2), which is what lets
+validators that lost messages (a partition, a restart, a link that came up late) meet again in one
+round.
 
 Transactions from peers and clients arrive in batches; decoding and signature checks run in
 worker processes (consensus/verifier.py) so the event loop keeps serving consensus, or, with
 `mempool.signature_workers` 0, on the loop a chunk a turn; then admission (nonce, balance) runs on
 the loop. Each signature is verified once per node: the hash then sits in the
 shared SignatureCache that block execution consults. A node sends its clients' transactions whole
-to every peer and only announces the hashes of its peers' (`tx_hashes`); a peer that has not received
-an announced one whole within TX_FETCH_DELAY_S asks for it (`get_txs`). So in a full mesh each node
-receives each transaction once, and in a sparser one they still reach everyone.
+to every peer and only announces the hashes of its peers' (`tx_hashes`), to the peers their source is
+not linked to; a peer that has not received an announced one whole within TX_FETCH_DELAY_S asks for
+it (`get_txs`). So in a full mesh each node receives each transaction once and no announcement, and
+in a sparser one they still reach everyone.
 
 Fatal: an invariant violation (ledger or consensus) stops the node with a non-zero exit; nothing a
 peer or a client sends is fatal.
@@ -119,6 +123,8 @@ RECENT_COMMITS_MAX = 50_000
 """On a node without transaction indexes: where the latest this many committed transactions are,
 so that a wait that starts just after the commit (a pending transaction submitted again) finds it."""
 MAX_HELD_BLOCKS = 16
+MAX_PASSED_ON = 4_096
+"""Others' consensus messages kept for the heights above the head (RELAY-2); past it the oldest go."""
 BLOCK_PRECHECK_MIN_TXS = 16
 """A proposed block carrying at least this many transactions whose signatures this node has not
 checked yet has them checked by the priority verifier before the engine sees it, so the event loop
@@ -199,12 +205,15 @@ class Node:
         self.sync = BlockSync(lag_grace_s=2 * c.gossip_interval_ms / 1000)
         self.feed = BlockFeed()
         self.stats: dict[str, int] = {
-            "invalid_messages": 0, "tx_batches_dropped": 0, "sync_refused": 0, "txs_received": 0, "txs_asked": 0,
+            "invalid_messages": 0, "tx_batches_dropped": 0, "sync_refused": 0, "txs_received": 0, "txs_asked": 0, "relayed": 0,
         }
 
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._held: set[bytes] = set()  # hashes of blocks held back by the drift rule
         self._own: list[tuple[int, int, str, Any]] = []  # (height, round, kind, payload) signed here
+        self._passed_on: list[tuple[int, int, str, Any, bytes]] = []
+        """Others' consensus messages seen for heights above the head: (height, round, kind, payload,
+        the node id of the peer it came from), for new peers and while stuck (RELAY-2)."""
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: dict[bytes, list[asyncio.Future[TxResult]]] = {}
@@ -437,6 +446,7 @@ class Node:
             self._recheck_task = self._spawn(self._recheck_loop())
         self.wal.committed(height)
         self._own = [m for m in self._own if m[0] > height]
+        self._passed_on = [m for m in self._passed_on if m[0] > height]
         self.sync.on_progress(time.monotonic())
         if self.blocks.tx_index_from is None:
             recent = self._recent_commits
@@ -464,7 +474,7 @@ class Node:
             header.state_root.hex()[:16],
             self._steps_ms(),
         )
-        self.p2p.broadcast("status", {"height": height})
+        self.p2p.broadcast("status", self._status())
 
     def _steps_ms(self) -> str:
         """This height's timeline as milliseconds since its start, e.g. block=12,prevote=40,...,done=95."""
@@ -490,15 +500,26 @@ class Node:
         return self.address in self.app.validator_set(self._ledger.head.height + 1)
 
     # peers -----------------------------------------------------------------------------------------
+    def _status(self) -> dict[str, Any]:
+        """A status frame: this node's head (SYNC-1) and the node ids of the peers it is linked to,
+        so each peer relays it only what those links do not bring (RELAY-1)."""
+        return {"height": self._ledger.head.height, "peers": sorted(self.p2p.peers)}
+
     def _on_peer_connect(self, peer: Peer) -> None:
-        self.p2p.send(peer, "status", {"height": self._ledger.head.height})
-        # A new peer may have missed this height's messages: give it ours.
+        self.p2p.broadcast("status", self._status())  # the new peer, and the others: our links changed
+        # A new peer may have missed this height's messages: give it ours, and those we passed on
+        # (a relay made before this link was up did not reach it, RELAY-2).
+        head = self._ledger.head.height
         for height, _, kind, payload in self._own:
-            if height > self._ledger.head.height:
+            if height > head:
+                self.p2p.send(peer, kind, payload)
+        for height, _, kind, payload, _ in self._passed_on:
+            if height > head:
                 self.p2p.send(peer, kind, payload)
 
     def _on_peer_disconnect(self, peer: Peer) -> None:
         self.sync.on_disconnect(peer.node_id)
+        self.p2p.broadcast("status", self._status())  # so no peer counts on this link to bring our relays
 
     def _on_frame(self, peer: Peer, kind: str, payload: Any) -> None:
         try:
@@ -510,8 +531,10 @@ class Node:
     def _handle_message(self, peer: Peer | None, kind: str, payload: Any, from_wal: bool) -> None:
         if kind == "status":
             height = _int_field(payload, "height")
+            links = _links_field(payload)
             if peer is not None:
                 self.sync.on_status(peer.node_id, height)
+                peer.data["links"] = links
             return
         if kind == "txs":
             self._receive_txs(peer, payload)
@@ -566,7 +589,7 @@ class Node:
                 # Block time rule: too far ahead of our clock to prevote for now. Hold it back
                 # from the engine (it stays valid: APP-1) until the clock catches up; relay it.
                 self._mark_seen(b"b" + claimed)
-                self.p2p.broadcast(kind, payload, exclude=peer)
+                self._relay(kind, payload, peer, height, -1)
                 log.info("holding block %d %s: %d ms beyond the allowed clock drift", height, claimed.hex()[:12], ahead_ms)
                 self._held.add(claimed)
                 self._schedule(ahead_ms / 1000, _HeldBlock(height, payload))
@@ -582,10 +605,25 @@ class Node:
         self._mark_seen(message_id)
         if not from_wal:
             self.wal.append(height, kind, payload)
-            self.p2p.broadcast(kind, payload, exclude=peer)  # relay once, on first sight
+            self._relay(kind, payload, peer, height, _event_round(event))  # once, on first sight
         elif self._signed_here(event):
             self._own.append((height, _event_round(event), kind, payload))  # resend what we said before the crash
         self._feed(event)
+
+    def _relay(self, kind: str, payload: Any, source: Peer | None, height: int | None = None, round: int = -1) -> None:
+        """Send on a message first seen from `source` (RELAY-1): to every peer but `source` and
+        those `source` said it is linked to, which have it from `source`, or from where `source`
+        had it. In a full mesh nothing is relayed; in a sparser one a message still reaches
+        every node. A consensus message (`height` given) is kept until its height is committed,
+        for peers that connect later and to send again while the height is stuck (RELAY-2)."""
+        if source is None:
+            self.stats["relayed"] += self.p2p.broadcast(kind, payload)
+            return
+        self.stats["relayed"] += self.p2p.broadcast(kind, payload, exclude=source, skip=source.data.get("links", _NO_LINKS))
+        if height is not None:
+            self._passed_on.append((height, round, kind, payload, source.node_id))
+            if len(self._passed_on) > MAX_PASSED_ON:
+                del self._passed_on[: len(self._passed_on) - MAX_PASSED_ON]
 
     def _precheck(self, peer: Peer | None, payload: Any, claimed: bytes, height: int, txs: tuple[bytes, ...]) -> bool:
         """Whether the block frame goes to the priority verifier first (it comes back through
@@ -652,7 +690,7 @@ class Node:
                 evidence.height,
                 evidence.vote_a.round,
             )
-            self.p2p.broadcast("evidence", evidence.to_wire(), exclude=source)
+            self._relay("evidence", evidence.to_wire(), source)
 
     # transactions ----------------------------------------------------------------------------------
     async def submit_tx(self, raw: bytes) -> bytes:
@@ -858,9 +896,9 @@ class Node:
 
     def _gossip_txs(self, outbox: list[Added]) -> None:
         """A client's transactions go whole to every peer. A peer's are announced by hash to the
-        other peers, every TX_ANNOUNCE_INTERVAL_S, and they ask for those that did not reach them
-        whole (`_receive_tx_hashes`): in a full mesh each node receives each transaction once, and
-        beyond it they still spread."""
+        other peers its source is not linked to (RELAY-1), every TX_ANNOUNCE_INTERVAL_S, and they
+        ask for those that did not reach them whole (`_receive_tx_hashes`): in a full mesh each
+        node receives each transaction once and no announcement, and beyond it they still spread."""
         frame: list[bytes] = []
         size = 0
         for added in outbox:
@@ -879,8 +917,11 @@ class Node:
             return
         relayed, self._to_announce = self._to_announce, []
         self._announce_at = now + TX_ANNOUNCE_INTERVAL_S
-        for peer in list(self.p2p.peers.values()):
-            hashes = [added.hash for added in relayed if added.source != peer.node_id]
+        peers = list(self.p2p.peers.values())
+        links = {p.node_id: p.data.get("links", _NO_LINKS) for p in peers}
+        for peer in peers:
+            node_id = peer.node_id  # not back to the source, nor to those the source is linked to (RELAY-1)
+            hashes = [added.hash for added in relayed if added.source != node_id and node_id not in links.get(added.source, _NO_LINKS)]  # type: ignore[arg-type]
             for i in range(0, len(hashes), TX_HASHES_PER_FRAME):
                 self.p2p.send(peer, "tx_hashes", hashes[i : i + TX_HASHES_PER_FRAME])
 
@@ -1022,11 +1063,11 @@ class Node:
         while True:
             await asyncio.sleep(interval_s)
             head = self._ledger.head.height
-            self.p2p.broadcast("status", {"height": head})
+            self.p2p.broadcast("status", self._status())
             self._request_blocks()
             progress = (self.engine.height, self.engine.round, int(self.engine.step))
             if progress == self._last_progress:
-                self._resend_own()
+                self._resend_current_round()
             self._last_progress = progress
 
     def _request_blocks(self) -> None:
@@ -1040,14 +1081,21 @@ class Node:
         log.info("block sync: asking %s for %d blocks from %d", peer.name, request.count, request.from_height)
         self.p2p.send(peer, "get_blocks", {"from": request.from_height, "count": request.count})
 
-    def _resend_own(self) -> None:
-        """The height is stuck: resend what we signed in the current round, and the block our
-        proposal of this round names (peers drop duplicates)."""
-        current = [m for m in self._own if m[0] == self.engine.height]
-        proposed = {p["block_hash"] for _, r, kind, p in current if kind == "proposal" and r == self.engine.round}
-        for _, round, kind, payload in current:
-            if round == self.engine.round or (kind == "block" and payload["hash"] in proposed):
+    def _resend_current_round(self) -> None:
+        """The height is stuck: resend what we signed in the current round and the block our
+        proposal of this round names, and what we passed on of this round and the blocks its
+        proposals name, that to every peer but the one it came from, whatever the links (RELAY-2:
+        something was lost; peers drop duplicates)."""
+        height, current_round = self.engine.height, self.engine.round
+        own = [m for m in self._own if m[0] == height]
+        passed_on = [m for m in self._passed_on if m[0] == height]
+        proposed = {p["block_hash"] for _, r, kind, p, *_ in [*own, *passed_on] if kind == "proposal" and r == current_round}
+        for _, round, kind, payload in own:
+            if round == current_round or (kind == "block" and payload["hash"] in proposed):
                 self.p2p.broadcast(kind, payload)
+        for _, round, kind, payload, source in passed_on:
+            if round == current_round or (kind == "block" and payload["hash"] in proposed):
+                self.p2p.broadcast(kind, payload, exclude=self.p2p.peers.get(source))
 
 
 # helpers ------------------------------------------------------------------------------------------------
@@ -1082,6 +1130,23 @@ def _message_id(kind: str, payload: Any) -> bytes:
 
 _BYTES = frozenset((bytes,))
 _HASH_LENGTH = frozenset((32,))
+_NO_LINKS: frozenset[bytes] = frozenset()
+MAX_LINKS_LISTED = 1024
+"""Node ids a status frame may list as the sender's links."""
+
+
+def _links_field(payload: Any) -> frozenset[bytes]:
+    """The `peers` of a status frame: node ids, 32 bytes each. A status without it (a node of an
+    earlier version) lists none, so that peer is relayed everything."""
+    links = payload.get("peers", [])
+    if (
+        not isinstance(links, list)
+        or len(links) > MAX_LINKS_LISTED
+        or not set(map(type, links)) <= _BYTES
+        or not set(map(len, links)) <= _HASH_LENGTH
+    ):
+        raise MessageInvalid(f"status frame: peers must be a list of at most {MAX_LINKS_LISTED} 32-byte node ids")
+    return frozenset(links)
 
 
 def _hash_list(payload: Any, kind: str) -> list[bytes]:

@@ -32,7 +32,7 @@ import logging
 import os
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,11 +171,19 @@ class P2P:
         peer.queue.put_nowait(frame)
         return True
 
-    def broadcast(self, kind: str, payload: Any, exclude: Peer | None = None) -> None:
+    def broadcast(self, kind: str, payload: Any, exclude: Peer | None = None, skip: AbstractSet[bytes] = frozenset()) -> int:
+        """Send to every peer but `exclude` and those whose node ids are in `skip`; to how many."""
         frame = encode_frame(kind, payload)  # encoded once for every peer
+        sent = 0
         for peer in list(self.peers.values()):
-            if peer is not exclude:
-                self.send_frame(peer, frame)
+            if peer is exclude:
+                continue
+            if peer.node_id in skip:
+                self.stats["skipped_linked"] += 1
+                continue
+            self.send_frame(peer, frame)
+            sent += 1
+        return sent
 
     # devnet partitions --------------------------------------------------------------------------------
     def set_blocked(self, names: Iterable[str]) -> None:

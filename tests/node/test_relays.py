@@ -1,0 +1,86 @@
+"""Relays of consensus messages and transaction announcements (RELAY-1, specs/consensus.md): a node
+sends on what it first saw from a peer only to the peers that peer is not linked to, as its status
+frames say. Real nodes in this process, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from consensus.node import Node
+from ledger.crypto import sha256 as sha
+from tests.node.helpers import wait_until
+from tests.node.test_tx_gossip import homes, run_nodes, transfers
+
+FULL_MESH = {0: (), 1: (0,), 2: (0, 1), 3: (0, 1, 2)}
+
+
+def _links_of(node: Node, other: Node) -> frozenset[bytes] | None:
+    peer = node.p2p.peers.get(other.p2p.node_id)
+    return None if peer is None else peer.data.get("links")
+
+
+def test_in_a_full_mesh_no_consensus_message_is_relayed_and_blocks_commit(tmp_path: Path) -> None:
+    node_homes = homes(tmp_path, FULL_MESH, validators=4)
+    raws = transfers(4)
+
+    async def scenario(nodes: list[Node]) -> None:
+        ids = {node.p2p.node_id for node in nodes}
+        await wait_until(lambda: all(_links_of(a, b) == ids - {b.p2p.node_id} for a in nodes for b in nodes if a is not b), 20, "links known")
+        relayed_before = [n.stats["relayed"] for n in nodes]  # while links came up, a message may go on
+        for raw in raws:
+            await nodes[3].submit_tx(raw)
+            await wait_until(lambda raw=raw: all(n.get_tx(sha(raw)) is not None for n in nodes), 20, "committed everywhere")
+        assert min(n._ledger.head.height for n in nodes) >= 2
+        for node, before in zip(nodes, relayed_before):
+            assert node.stats["relayed"] == before  # every peer had each message from its sender
+            assert before <= 3
+            assert node.p2p.stats["skipped_linked"] > 0
+            assert node.p2p.stats["received_tx_hashes"] == 0
+        assert len({n._ledger.state_root for n in nodes if n._ledger.head.height == nodes[0]._ledger.head.height}) == 1
+
+    asyncio.run(run_nodes(node_homes, FULL_MESH, scenario))
+
+
+def test_in_a_line_the_middle_node_relays_and_the_ends_decide_together(tmp_path: Path) -> None:
+    """n0 - n1 - n2, all three validators (each height needs all three votes): n0's and n2's votes
+    and proposals reach each other only through n1's relays, and transactions n2's client sent
+    through n1's announcement."""
+    line = {0: (), 1: (0,), 2: (1,)}
+    node_homes = homes(tmp_path, line, validators=3)
+    raws = transfers(3)
+
+    async def scenario(nodes: list[Node]) -> None:
+        for raw in raws:
+            await nodes[2].submit_tx(raw)
+            await wait_until(lambda raw=raw: all(n.get_tx(sha(raw)) is not None for n in nodes), 30, "committed everywhere")
+        assert nodes[1].stats["relayed"] > 0
+        assert nodes[0].stats["relayed"] == nodes[2].stats["relayed"] == 0  # their one peer is every message's source
+        assert nodes[0].stats["txs_asked"] > 0  # n2's transactions reached n0 by n1's announcement
+
+    asyncio.run(run_nodes(node_homes, line, scenario))
+
+
+def test_a_status_frame_names_the_links_and_a_malformed_one_changes_nothing(tmp_path: Path) -> None:
+    """A status frame without `peers` (a node of an earlier version) leaves that peer's links
+    empty, so it is relayed everything; one whose `peers` is not a list of 32-byte ids is refused
+    and counted, and the links stay what they were."""
+    links = {0: (), 1: (0,)}
+    node_homes = homes(tmp_path, links, validators=1)
+
+    async def scenario(nodes: list[Node]) -> None:
+        n0, n1 = nodes
+        await wait_until(lambda: _links_of(n0, n1) == {n0.p2p.node_id}, 20, "n0 knows n1's links")
+        n1_at_n0 = n0.p2p.peers[n1.p2p.node_id]
+        height = n1._ledger.head.height
+        before = n0.stats["invalid_messages"]
+        for bad in (["x"], [b"short"], "peers", [bytes(32)] * 2000, {"a": 1}, [None]):
+            n0._on_frame(n1_at_n0, "status", {"height": height, "peers": bad})  # as the peer layer hands a frame over
+            assert _links_of(n0, n1) == {n0.p2p.node_id}
+        assert n0.stats["invalid_messages"] == before + 6
+        n0._on_frame(n1_at_n0, "status", {"height": height})
+        assert _links_of(n0, n1) == frozenset()
+        n0._on_frame(n1_at_n0, "status", {"height": height, "peers": [bytes(32), n0.p2p.node_id]})
+        assert _links_of(n0, n1) == {bytes(32), n0.p2p.node_id}
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
