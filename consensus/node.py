@@ -1083,9 +1083,9 @@ class Node:
 
     def _resend_current_round(self) -> None:
         """The height is stuck: resend what we signed in the current round and the block our
-        proposal of this round names, and what we passed on of this round and the blocks its
-        proposals name, that to every peer but the one it came from, whatever the links (RELAY-2:
-        something was lost; peers drop duplicates)."""
+        proposal of this round names, and relay again what we passed on of this round and the
+        blocks its proposals name, by the links as they are now (RELAY-2: a link we counted on may
+        have closed since; peers drop duplicates)."""
         height, current_round = self.engine.height, self.engine.round
         own = [m for m in self._own if m[0] == height]
         passed_on = [m for m in self._passed_on if m[0] == height]
@@ -1093,9 +1093,11 @@ class Node:
         for _, round, kind, payload in own:
             if round == current_round or (kind == "block" and payload["hash"] in proposed):
                 self.p2p.broadcast(kind, payload)
+        peers = self.p2p.peers
         for _, round, kind, payload, source in passed_on:
             if round == current_round or (kind == "block" and payload["hash"] in proposed):
-                self.p2p.broadcast(kind, payload, exclude=self.p2p.peers.get(source))
+                peer = peers.get(source)
+                self.p2p.broadcast(kind, payload, exclude=peer, skip=_NO_LINKS if peer is None else peer.data.get("links", _NO_LINKS))
 
 
 # helpers ------------------------------------------------------------------------------------------------

@@ -84,3 +84,37 @@ def test_a_status_frame_names_the_links_and_a_malformed_one_changes_nothing(tmp_
         assert _links_of(n0, n1) == {bytes(32), n0.p2p.node_id}
 
     asyncio.run(run_nodes(node_homes, links, scenario))
+
+
+def test_a_lost_relay_is_mended_while_the_height_is_stuck_within_its_round(tmp_path: Path) -> None:
+    """n0 - n1 - n2, three validators. n1's relay of one proposal to n2 is lost: the height waits for
+    n2's vote for it, and n1 relays what it passed on again once no progress was made for a
+    gossip interval (RELAY-2), well inside the round's propose timeout, so the height is decided in
+    the round of that proposal."""
+    line = {0: (), 1: (0,), 2: (1,)}
+    node_homes = homes(tmp_path, line, validators=3)
+
+    async def scenario(nodes: list[Node]) -> None:
+        n1 = nodes[1]
+        lost: list[int] = []
+        broadcast = n1.p2p.broadcast
+
+        def lossy(kind: str, payload: object, exclude: object = None, skip: frozenset[bytes] = frozenset()) -> int:
+            if kind == "proposal" and exclude is not None and not lost and n1._ledger.head.height >= 1:
+                lost.append(payload["height"])  # type: ignore[index]
+                return 0  # a relay that never left
+            return broadcast(kind, payload, exclude=exclude, skip=skip)  # type: ignore[arg-type]
+
+        first = transfers(1)[0]
+        await nodes[2].submit_tx(first)
+        await wait_until(lambda: all(n.get_tx(sha(first)) is not None for n in nodes), 30, "a first height decided")
+        n1.p2p.broadcast = lossy  # type: ignore[method-assign]
+        raw = transfers(2)[1]
+        await nodes[2].submit_tx(raw)
+        await wait_until(lambda: all(n.get_tx(sha(raw)) is not None for n in nodes), 30, "committed everywhere")
+        assert lost, "a relay of a proposal was dropped"
+        height = nodes[0].get_tx(sha(raw)).height  # type: ignore[union-attr]
+        certificate = nodes[0].blocks.certificate(height)
+        assert certificate is not None and certificate.round == 0
+
+    asyncio.run(run_nodes(node_homes, line, scenario))
