@@ -240,3 +240,41 @@ def test_peer_frames_arriving_together_are_checked_in_one_verifier_call(tmp_path
             await node.stop()
 
     assert asyncio.run(main()) == [9]
+
+
+def test_without_workers_a_block_of_unseen_transactions_is_checked_here_and_applied(tmp_path: Path) -> None:
+    """n0 validates; n1 follows. n0's gossip of transactions to n1 is lost, so the blocks bring n1
+    hundreds of transactions it has never seen: without signature workers its priority verifier
+    checks them in its own process (the block precheck, BLOCK_PRECHECK_MIN_TXS and more), and n1
+    applies the blocks to the same state."""
+    links = {0: (), 1: (0,)}
+    node_homes = homes(tmp_path, links, validators=1, signature_workers=0)
+    raws = transfers(300)
+
+    async def scenario(nodes: list[Node]) -> None:
+        n0, n1 = nodes
+        broadcast = n0.p2p.broadcast
+
+        def no_tx_gossip(kind: str, payload: object, exclude: object = None, skip: frozenset[bytes] = frozenset()) -> int:
+            return 0 if kind == "txs" else broadcast(kind, payload, exclude=exclude, skip=skip)  # type: ignore[arg-type]
+
+        n0.p2p.broadcast = no_tx_gossip  # type: ignore[method-assign]
+        checked_at_n1: list[int] = []
+        check = n1._priority_verifier.check
+
+        async def counted(raws_: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[object]:
+            checked_at_n1.append(len(raws_))
+            return await check(raws_, chain_id, hashes)  # type: ignore[return-value]
+
+        n1._priority_verifier.check = counted  # type: ignore[method-assign]
+        assert n1._priority_verifier.pids() == []
+        results = await n0.submit_txs(raws)
+        assert all(isinstance(r, bytes) for r in results)
+        await wait_until(lambda: all(n1.get_tx(sha(raw)) is not None for raw in raws), 30, "applied at n1")
+        await wait_until(lambda: n1.ledger.head.height >= n0.ledger.head.height, 20, "n1 at n0's head")
+        assert n1.stats["txs_received"] == 0  # none came by gossip
+        assert sum(checked_at_n1) >= len(raws) and max(checked_at_n1) >= 16  # by the block precheck, here
+        height = n0.ledger.head.height
+        assert n1.blocks.block_hash(height) == n0.blocks.block_hash(height) and n1.ledger.state_root == n0.ledger.state_root
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
