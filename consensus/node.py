@@ -125,6 +125,9 @@ so that a wait that starts just after the commit (a pending transaction submitte
 MAX_HELD_BLOCKS = 16
 MAX_PASSED_ON = 4_096
 """Others' consensus messages kept for the heights above the head (RELAY-2); past it the oldest go."""
+MAX_PASSED_ON_BYTES = 64 << 20
+"""And their bytes (a block's as its size, a vote's or proposal's as 512): a peer sending blocks
+for the next heights cannot make this node hold more."""
 BLOCK_PRECHECK_MIN_TXS = 16
 """A proposed block carrying at least this many transactions whose signatures this node has not
 checked yet has them checked by the priority verifier before the engine sees it, so the event loop
@@ -211,9 +214,11 @@ class Node:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._held: set[bytes] = set()  # hashes of blocks held back by the drift rule
         self._own: list[tuple[int, int, str, Any]] = []  # (height, round, kind, payload) signed here
-        self._passed_on: list[tuple[int, int, str, Any, bytes]] = []
+        self._passed_on: list[tuple[int, int, str, Any, bytes, int]] = []
         """Others' consensus messages seen for heights above the head: (height, round, kind, payload,
-        the node id of the peer it came from), for new peers and while stuck (RELAY-2)."""
+        the node id of the peer it came from, its size as counted), for new peers and while stuck
+        (RELAY-2)."""
+        self._passed_on_bytes = 0
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: dict[bytes, list[asyncio.Future[TxResult]]] = {}
@@ -447,6 +452,7 @@ class Node:
         self.wal.committed(height)
         self._own = [m for m in self._own if m[0] > height]
         self._passed_on = [m for m in self._passed_on if m[0] > height]
+        self._passed_on_bytes = sum(m[5] for m in self._passed_on)
         self.sync.on_progress(time.monotonic())
         if self.blocks.tx_index_from is None:
             recent = self._recent_commits
@@ -502,8 +508,10 @@ class Node:
     # peers -----------------------------------------------------------------------------------------
     def _status(self) -> dict[str, Any]:
         """A status frame: this node's head (SYNC-1) and the node ids of the peers it is linked to,
-        so each peer relays it only what those links do not bring (RELAY-1)."""
-        return {"height": self._ledger.head.height, "peers": sorted(self.p2p.peers)}
+        so each peer relays it only what those links do not bring (RELAY-1). More peers than a
+        status may list: none listed, so every peer relays us everything (the safe way)."""
+        peers = self.p2p.peers
+        return {"height": self._ledger.head.height, "peers": sorted(peers) if len(peers) <= MAX_LINKS_LISTED else []}
 
     def _on_peer_connect(self, peer: Peer) -> None:
         self.p2p.broadcast("status", self._status())  # the new peer, and the others: our links changed
@@ -513,8 +521,9 @@ class Node:
         for height, _, kind, payload in self._own:
             if height > head:
                 self.p2p.send(peer, kind, payload)
-        for height, _, kind, payload, _ in self._passed_on:
-            if height > head:
+        proposed = {p["block_hash"] for _, _, kind, p, *_ in [*self._own, *self._passed_on] if kind == "proposal"}
+        for height, _, kind, payload, *_ in self._passed_on:
+            if height > head and (kind != "block" or payload["hash"] in proposed):
                 self.p2p.send(peer, kind, payload)
 
     def _on_peer_disconnect(self, peer: Peer) -> None:
@@ -531,7 +540,12 @@ class Node:
     def _handle_message(self, peer: Peer | None, kind: str, payload: Any, from_wal: bool) -> None:
         if kind == "status":
             height = _int_field(payload, "height")
-            links = _links_field(payload)
+            try:
+                links = _links_field(payload)
+            except MessageInvalid:
+                if peer is not None:
+                    peer.data["links"] = _NO_LINKS  # relayed everything until it says better
+                raise
             if peer is not None:
                 self.sync.on_status(peer.node_id, height)
                 peer.data["links"] = links
@@ -612,18 +626,32 @@ class Node:
 
     def _relay(self, kind: str, payload: Any, source: Peer | None, height: int | None = None, round: int = -1) -> None:
         """Send on a message first seen from `source` (RELAY-1): to every peer but `source` and
-        those `source` said it is linked to, which have it from `source`, or from where `source`
-        had it. In a full mesh nothing is relayed; in a sparser one a message still reaches
-        every node. A consensus message (`height` given) is kept until its height is committed,
-        for peers that connect later and to send again while the height is stuck (RELAY-2)."""
+        those linked to `source` by both ends' word (`_linked_both_ways`), which have it from
+        `source`, or from where `source` had it. In a full mesh nothing is relayed; in a sparser
+        one a message still reaches every node. A consensus message (`height` given) is kept until
+        its height is committed, for peers that connect later and to send again while the height
+        is stuck (RELAY-2), up to MAX_PASSED_ON messages and MAX_PASSED_ON_BYTES of them."""
         if source is None:
             self.stats["relayed"] += self.p2p.broadcast(kind, payload)
             return
-        self.stats["relayed"] += self.p2p.broadcast(kind, payload, exclude=source, skip=source.data.get("links", _NO_LINKS))
+        self.stats["relayed"] += self.p2p.broadcast(kind, payload, exclude=source, skip=self._linked_both_ways(source.node_id))
         if height is not None:
-            self._passed_on.append((height, round, kind, payload, source.node_id))
-            if len(self._passed_on) > MAX_PASSED_ON:
-                del self._passed_on[: len(self._passed_on) - MAX_PASSED_ON]
+            size = len(payload["block"]) if kind == "block" else 512
+            self._passed_on.append((height, round, kind, payload, source.node_id, size))
+            self._passed_on_bytes += size
+            while len(self._passed_on) > MAX_PASSED_ON or self._passed_on_bytes > MAX_PASSED_ON_BYTES:
+                self._passed_on_bytes -= self._passed_on.pop(0)[5]
+
+    def _linked_both_ways(self, node_id: bytes) -> frozenset[bytes]:
+        """The peers that peer `node_id` says it is linked to and that say so of it too. One side's
+        word alone is not taken: a peer that lied about its links would have this node withhold
+        other nodes' messages from peers it never sends them to."""
+        peers = self.p2p.peers
+        source = peers.get(node_id)
+        if source is None:
+            return _NO_LINKS
+        claimed = source.data.get("links", _NO_LINKS)
+        return frozenset(n for n in claimed if n in peers and node_id in peers[n].data.get("links", _NO_LINKS))
 
     def _precheck(self, peer: Peer | None, payload: Any, claimed: bytes, height: int, txs: tuple[bytes, ...]) -> bool:
         """Whether the block frame goes to the priority verifier first (it comes back through
@@ -918,9 +946,9 @@ class Node:
         relayed, self._to_announce = self._to_announce, []
         self._announce_at = now + TX_ANNOUNCE_INTERVAL_S
         peers = list(self.p2p.peers.values())
-        links = {p.node_id: p.data.get("links", _NO_LINKS) for p in peers}
+        links = {p.node_id: self._linked_both_ways(p.node_id) for p in peers}
         for peer in peers:
-            node_id = peer.node_id  # not back to the source, nor to those the source is linked to (RELAY-1)
+            node_id = peer.node_id  # not back to the source, nor to those linked to the source (RELAY-1)
             hashes = [added.hash for added in relayed if added.source != node_id and node_id not in links.get(added.source, _NO_LINKS)]  # type: ignore[arg-type]
             for i in range(0, len(hashes), TX_HASHES_PER_FRAME):
                 self.p2p.send(peer, "tx_hashes", hashes[i : i + TX_HASHES_PER_FRAME])
@@ -1083,9 +1111,10 @@ class Node:
 
     def _resend_current_round(self) -> None:
         """The height is stuck: resend what we signed in the current round and the block our
-        proposal of this round names, and relay again what we passed on of this round and the
-        blocks its proposals name, by the links as they are now (RELAY-2: a link we counted on may
-        have closed since; peers drop duplicates)."""
+        proposal of this round names, and what we passed on of this round and the blocks its
+        proposals name, that to every peer but the one it came from whatever the links (RELAY-2:
+        a link counted on may have closed, or a peer that forwarded it first may not have sent it
+        on; peers drop duplicates)."""
         height, current_round = self.engine.height, self.engine.round
         own = [m for m in self._own if m[0] == height]
         passed_on = [m for m in self._passed_on if m[0] == height]
@@ -1093,11 +1122,9 @@ class Node:
         for _, round, kind, payload in own:
             if round == current_round or (kind == "block" and payload["hash"] in proposed):
                 self.p2p.broadcast(kind, payload)
-        peers = self.p2p.peers
-        for _, round, kind, payload, source in passed_on:
+        for _, round, kind, payload, source, _ in passed_on:
             if round == current_round or (kind == "block" and payload["hash"] in proposed):
-                peer = peers.get(source)
-                self.p2p.broadcast(kind, payload, exclude=peer, skip=_NO_LINKS if peer is None else peer.data.get("links", _NO_LINKS))
+                self.p2p.broadcast(kind, payload, exclude=self.p2p.peers.get(source))
 
 
 # helpers ------------------------------------------------------------------------------------------------

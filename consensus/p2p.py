@@ -173,17 +173,16 @@ class P2P:
 
     def broadcast(self, kind: str, payload: Any, exclude: Peer | None = None, skip: AbstractSet[bytes] = frozenset()) -> int:
         """Send to every peer but `exclude` and those whose node ids are in `skip`; to how many."""
-        frame = encode_frame(kind, payload)  # encoded once for every peer
-        sent = 0
-        for peer in list(self.peers.values()):
-            if peer is exclude:
-                continue
-            if peer.node_id in skip:
-                self.stats["skipped_linked"] += 1
-                continue
-            self.send_frame(peer, frame)
-            sent += 1
-        return sent
+        recipients = [peer for peer in self.peers.values() if peer is not exclude]
+        if skip:
+            count = len(recipients)
+            recipients = [peer for peer in recipients if peer.node_id not in skip]
+            self.stats["skipped_linked"] += count - len(recipients)
+        if recipients:
+            frame = encode_frame(kind, payload)  # encoded once for every peer, and not for none
+            for peer in recipients:
+                self.send_frame(peer, frame)
+        return len(recipients)
 
     # devnet partitions --------------------------------------------------------------------------------
     def set_blocked(self, names: Iterable[str]) -> None:

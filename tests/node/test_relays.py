@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+import consensus.node as node_module
 from consensus.node import Node
 from ledger.crypto import sha256 as sha
 from tests.node.helpers import wait_until
@@ -34,7 +37,6 @@ def test_in_a_full_mesh_no_consensus_message_is_relayed_and_blocks_commit(tmp_pa
         assert min(n._ledger.head.height for n in nodes) >= 2
         for node, before in zip(nodes, relayed_before):
             assert node.stats["relayed"] == before  # every peer had each message from its sender
-            assert before <= 3
             assert node.p2p.stats["skipped_linked"] > 0
             assert node.p2p.stats["received_tx_hashes"] == 0
         assert len({n._ledger.state_root for n in nodes if n._ledger.head.height == nodes[0]._ledger.head.height}) == 1
@@ -61,29 +63,40 @@ def test_in_a_line_the_middle_node_relays_and_the_ends_decide_together(tmp_path:
     asyncio.run(run_nodes(node_homes, line, scenario))
 
 
-def test_a_status_frame_names_the_links_and_a_malformed_one_changes_nothing(tmp_path: Path) -> None:
-    """A status frame without `peers` (a node of an earlier version) leaves that peer's links
-    empty, so it is relayed everything; one whose `peers` is not a list of 32-byte ids is refused
-    and counted, and the links stay what they were."""
-    links = {0: (), 1: (0,)}
-    node_homes = homes(tmp_path, links, validators=1)
+def test_a_link_counts_only_when_both_ends_name_it_and_a_malformed_status_names_none(tmp_path: Path) -> None:
+    """n0, n1, n2 in a full mesh. n0 skips, for what it first saw from n1, only the peers that n1
+    names and that name n1 back: a peer's word about its own links alone would let it have n0
+    withhold others' messages from a node it never sends them to. A status whose `peers` is not
+    a list of 32-byte ids is refused and counted, and that peer then counts as linked to none (so
+    it is relayed everything); so does a status without `peers` (an earlier version)."""
+    mesh = {0: (), 1: (0,), 2: (0, 1)}
+    node_homes = homes(tmp_path, mesh, validators=1)
 
     async def scenario(nodes: list[Node]) -> None:
-        n0, n1 = nodes
-        await wait_until(lambda: _links_of(n0, n1) == {n0.p2p.node_id}, 20, "n0 knows n1's links")
-        n1_at_n0 = n0.p2p.peers[n1.p2p.node_id]
-        height = n1._ledger.head.height
+        n0, n1, n2 = nodes
+        ids = [n.p2p.node_id for n in nodes]
+        await wait_until(lambda: all(_links_of(a, b) == set(ids) - {b.p2p.node_id} for a in nodes for b in nodes if a is not b), 20, "links known")
+        at_n0 = {i: n0.p2p.peers[ids[i]] for i in (1, 2)}
+        height = n0._ledger.head.height
+        assert n0._linked_both_ways(ids[1]) == {ids[2]}
+        n0._on_frame(at_n0[1], "status", {"height": height, "peers": [ids[0], ids[2], bytes(32)]})
+        assert n0._linked_both_ways(ids[1]) == {ids[2]}  # a node that is no peer of n0's: nothing to skip
+        n0._on_frame(at_n0[2], "status", {"height": height, "peers": [ids[0]]})  # n2 does not name n1
+        assert n0._linked_both_ways(ids[1]) == frozenset()
+        n0._on_frame(at_n0[2], "status", {"height": height, "peers": [ids[0], ids[1]]})
+        assert n0._linked_both_ways(ids[1]) == {ids[2]}
         before = n0.stats["invalid_messages"]
         for bad in (["x"], [b"short"], "peers", [bytes(32)] * 2000, {"a": 1}, [None]):
-            n0._on_frame(n1_at_n0, "status", {"height": height, "peers": bad})  # as the peer layer hands a frame over
-            assert _links_of(n0, n1) == {n0.p2p.node_id}
+            n0._on_frame(at_n0[1], "status", {"height": height, "peers": [ids[0], ids[2]]})
+            n0._on_frame(at_n0[1], "status", {"height": height, "peers": bad})  # as the peer layer hands a frame over
+            assert _links_of(n0, n1) == frozenset() and n0._linked_both_ways(ids[1]) == frozenset()
         assert n0.stats["invalid_messages"] == before + 6
-        n0._on_frame(n1_at_n0, "status", {"height": height})
+        n0._on_frame(at_n0[1], "status", {"height": height, "peers": [ids[0], ids[2]]})
+        assert n0._linked_both_ways(ids[1]) == {ids[2]}
+        n0._on_frame(at_n0[1], "status", {"height": height})
         assert _links_of(n0, n1) == frozenset()
-        n0._on_frame(n1_at_n0, "status", {"height": height, "peers": [bytes(32), n0.p2p.node_id]})
-        assert _links_of(n0, n1) == {bytes(32), n0.p2p.node_id}
 
-    asyncio.run(run_nodes(node_homes, links, scenario))
+    asyncio.run(run_nodes(node_homes, mesh, scenario))
 
 
 def test_a_lost_relay_is_mended_while_the_height_is_stuck_within_its_round(tmp_path: Path) -> None:
@@ -118,3 +131,29 @@ def test_a_lost_relay_is_mended_while_the_height_is_stuck_within_its_round(tmp_p
         assert certificate is not None and certificate.round == 0
 
     asyncio.run(run_nodes(node_homes, line, scenario))
+
+
+def test_what_is_kept_to_pass_on_is_bounded_by_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer may send block frames for the next heights that no proposal names: what a node keeps
+    of them for RELAY-2 is bounded by MAX_PASSED_ON_BYTES, the oldest going first, and is all
+    dropped once a height above them is committed."""
+    monkeypatch.setattr(node_module, "MAX_PASSED_ON_BYTES", 1_000_000)
+    links = {0: (), 1: (0,)}
+    node_homes = homes(tmp_path, links, validators=1)
+
+    async def scenario(nodes: list[Node]) -> None:
+        n0, n1 = nodes
+        source = n0.p2p.peers[n1.p2p.node_id]
+        height = n0._ledger.head.height + 1
+        for i in range(10):
+            n0._relay("block", {"height": height, "hash": bytes([i]) * 32, "block": bytes(300_000)}, source, height, -1)
+        assert n0._passed_on_bytes <= 1_000_000
+        assert sum(m[5] for m in n0._passed_on) == n0._passed_on_bytes
+        assert [m[3]["hash"][0] for m in n0._passed_on] == [7, 8, 9]  # the newest
+        raw = transfers(1)[0]
+        await n1.submit_tx(raw)
+        await wait_until(lambda: n0._ledger.head.height >= height, 20, "a height committed past them")
+        assert n0._passed_on == [] or all(m[0] > n0._ledger.head.height for m in n0._passed_on)
+        assert n0._passed_on_bytes == sum(m[5] for m in n0._passed_on)
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
