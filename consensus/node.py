@@ -82,6 +82,7 @@ from consensus.signer_guard import ConsensusWAL, FileSignerGuard
 from consensus.types import CommitCertificate, Proposal, Vote, VoteKind, vote_sign_bytes
 from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, Rejected, SignatureCache, Tx
 from ledger.crypto import sha256
+from ledger.encoding import encode_fast
 
 __all__ = ["Node", "FRAME_KINDS"]
 
@@ -1152,9 +1153,14 @@ def _int_field(payload: Any, name: str) -> int:
 
 
 def _message_id(kind: str, payload: Any) -> bytes:
+    """What a message is known by in `_seen`: a block by its hash (checked against its bytes before
+    it is marked), a vote or a proposal by the digest of all its fields. Not by its signature: a
+    copy that carries a genuine signature over other fields (refused by the engine) would make the
+    genuine message, arriving later, look seen, and a peer could so keep a validator's votes from
+    this node for good."""
     if kind == "block":
         return b"b" + payload["hash"]
-    return kind.encode()[:1] + payload["signature"]
+    return kind.encode()[:1] + sha256(encode_fast(payload))
 
 
 _BYTES = frozenset((bytes,))

@@ -5,14 +5,18 @@ frames say. Real nodes in this process, on loopback."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 import consensus.node as node_module
 from consensus.node import Node
+from consensus.p2p import Peer
+from consensus.types import Vote, VoteKind, vote_sign_bytes
 from ledger.crypto import sha256 as sha
 from tests.node.helpers import wait_until
+from tests.node.network import validator_key
 from tests.node.test_tx_gossip import homes, run_nodes, transfers
 
 FULL_MESH = {0: (), 1: (0,), 2: (0, 1), 3: (0, 1, 2)}
@@ -138,13 +142,8 @@ def test_what_is_kept_to_pass_on_is_bounded_by_bytes(tmp_path: Path, monkeypatch
     of them for RELAY-2 is bounded by MAX_PASSED_ON_BYTES, the oldest going first, and is all
     dropped once a height above them is committed."""
     monkeypatch.setattr(node_module, "MAX_PASSED_ON_BYTES", 1_000_000)
-    links = {0: (), 1: (0,)}
-    node_homes = homes(tmp_path, links, validators=1)
 
-    async def scenario(nodes: list[Node]) -> None:
-        n0, n1 = nodes
-        source = n0.p2p.peers[n1.p2p.node_id]
-        height = n0._ledger.head.height + 1
+    async def scenario(n0: Node, n1: Node, source: Peer, height: int) -> None:
         for i in range(10):
             n0._relay("block", {"height": height, "hash": bytes([i]) * 32, "block": bytes(300_000)}, source, height, -1)
         assert n0._passed_on_bytes <= 1_000_000
@@ -156,4 +155,35 @@ def test_what_is_kept_to_pass_on_is_bounded_by_bytes(tmp_path: Path, monkeypatch
         assert n0._passed_on == [] or all(m[0] > n0._ledger.head.height for m in n0._passed_on)
         assert n0._passed_on_bytes == sum(m[5] for m in n0._passed_on)
 
-    asyncio.run(run_nodes(node_homes, links, scenario))
+    _run_pair(tmp_path, scenario)
+
+
+def test_a_forged_copy_with_a_genuine_signature_does_not_hide_the_genuine_vote(tmp_path: Path) -> None:
+    """A peer sends a copy of a validator's vote with another round and the genuine signature
+    first: the engine refuses it, and the genuine vote arriving after it is still new to the node
+    (it is known by all its fields, not by its signature), so it is fed and passed on."""
+
+    async def scenario(n0: Node, n1: Node, at_n0: Peer, height: int) -> None:
+        signer = validator_key(0)
+        sign_bytes = vote_sign_bytes(n0.chain_id, VoteKind.PREVOTE, height, 5, None, signer.public_key)
+        genuine = Vote(VoteKind.PREVOTE, height, 5, None, signer.public_key, signer.sign(sign_bytes)).to_wire()
+        forged = {**genuine, "round": 6}
+        n0._on_frame(at_n0, "vote", forged)
+        assert node_module._message_id("vote", genuine) not in n0._seen
+        kept = len(n0._passed_on)
+        n0._on_frame(at_n0, "vote", genuine)
+        assert node_module._message_id("vote", genuine) in n0._seen
+        assert len(n0._passed_on) == kept + 1 and n0._passed_on[-1][3] == genuine
+
+    _run_pair(tmp_path, scenario)
+
+
+def _run_pair(tmp_path: Path, scenario: Callable[[Node, Node, Peer, int], Awaitable[None]]) -> None:
+    """n0 validates, n1 follows; `scenario(n0, n1, n1's peer at n0, the height after n0's head)`."""
+    links = {0: (), 1: (0,)}
+
+    async def pair(nodes: list[Node]) -> None:
+        n0, n1 = nodes
+        await scenario(n0, n1, n0.p2p.peers[n1.p2p.node_id], n0._ledger.head.height + 1)
+
+    asyncio.run(run_nodes(homes(tmp_path, links, validators=1), links, pair))
