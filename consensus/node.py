@@ -41,11 +41,11 @@ import asyncio
 import gc
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from consensus.block_json import block_to_json, header_to_json
 from consensus.app_ledger import BlockRefused, CommittedBlock, EvidencePool, LedgerApp
@@ -215,10 +215,9 @@ class Node:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._held: set[bytes] = set()  # hashes of blocks held back by the drift rule
         self._own: list[tuple[int, int, str, Any]] = []  # (height, round, kind, payload) signed here
-        self._passed_on: list[tuple[int, int, str, Any, bytes, int]] = []
-        """Others' consensus messages seen for heights above the head: (height, round, kind, payload,
-        the node id of the peer it came from, its size as counted), for new peers and while stuck
-        (RELAY-2)."""
+        self._passed_on: deque[_PassedOn] = deque()
+        """Others' consensus messages seen for heights above the head, oldest first, for new peers
+        and while stuck (RELAY-2)."""
         self._passed_on_bytes = 0
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -452,8 +451,8 @@ class Node:
             self._recheck_task = self._spawn(self._recheck_loop())
         self.wal.committed(height)
         self._own = [m for m in self._own if m[0] > height]
-        self._passed_on = [m for m in self._passed_on if m[0] > height]
-        self._passed_on_bytes = sum(m[5] for m in self._passed_on)
+        self._passed_on = deque(m for m in self._passed_on if m.height > height)
+        self._passed_on_bytes = sum(m.size for m in self._passed_on)
         self.sync.on_progress(time.monotonic())
         if self.blocks.tx_index_from is None:
             recent = self._recent_commits
@@ -523,9 +522,9 @@ class Node:
             if height > head:
                 self.p2p.send(peer, kind, payload)
         proposed = {p["block_hash"] for _, _, kind, p, *_ in [*self._own, *self._passed_on] if kind == "proposal"}
-        for height, _, kind, payload, *_ in self._passed_on:
-            if height > head and (kind != "block" or payload["hash"] in proposed):
-                self.p2p.send(peer, kind, payload)
+        for m in self._passed_on:
+            if m.height > head and (m.kind != "block" or m.payload["hash"] in proposed):
+                self.p2p.send(peer, m.kind, m.payload)
 
     def _on_peer_disconnect(self, peer: Peer) -> None:
         self.sync.on_disconnect(peer.node_id)
@@ -638,10 +637,10 @@ class Node:
         self.stats["relayed"] += self.p2p.broadcast(kind, payload, exclude=source, skip=self._linked_both_ways(source.node_id))
         if height is not None:
             size = len(payload["block"]) if kind == "block" else 512
-            self._passed_on.append((height, round, kind, payload, source.node_id, size))
+            self._passed_on.append(_PassedOn(height, round, kind, payload, source.node_id, size))
             self._passed_on_bytes += size
             while len(self._passed_on) > MAX_PASSED_ON or self._passed_on_bytes > MAX_PASSED_ON_BYTES:
-                self._passed_on_bytes -= self._passed_on.pop(0)[5]
+                self._passed_on_bytes -= self._passed_on.popleft().size
 
     def _linked_both_ways(self, node_id: bytes) -> frozenset[bytes]:
         """The peers that peer `node_id` says it is linked to and that say so of it too. One side's
@@ -1118,7 +1117,7 @@ class Node:
         on; peers drop duplicates)."""
         height, current_round = self.engine.height, self.engine.round
         own = [m for m in self._own if m[0] == height]
-        passed_on = [m for m in self._passed_on if m[0] == height]
+        passed_on = [m for m in self._passed_on if m.height == height]
         proposed = {p["block_hash"] for _, r, kind, p, *_ in [*own, *passed_on] if kind == "proposal" and r == current_round}
         for _, round, kind, payload in own:
             if round == current_round or (kind == "block" and payload["hash"] in proposed):
@@ -1129,6 +1128,19 @@ class Node:
 
 
 # helpers ------------------------------------------------------------------------------------------------
+class _PassedOn(NamedTuple):
+    """A consensus message first seen from a peer, kept until its height is committed (RELAY-2)."""
+
+    height: int
+    round: int  # -1 for a block: it belongs to whichever proposal names it
+    kind: str
+    payload: Any
+    source: bytes
+    """The node id of the peer it came from."""
+    size: int
+    """As counted against MAX_PASSED_ON_BYTES: a block's bytes, 512 for a vote or a proposal."""
+
+
 @dataclass(frozen=True)
 class _HeldBlock:
     """A proposal's block held back until its time is within the clock drift (Block time rule)."""

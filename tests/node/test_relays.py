@@ -147,13 +147,13 @@ def test_what_is_kept_to_pass_on_is_bounded_by_bytes(tmp_path: Path, monkeypatch
         for i in range(10):
             n0._relay("block", {"height": height, "hash": bytes([i]) * 32, "block": bytes(300_000)}, source, height, -1)
         assert n0._passed_on_bytes <= 1_000_000
-        assert sum(m[5] for m in n0._passed_on) == n0._passed_on_bytes
-        assert [m[3]["hash"][0] for m in n0._passed_on] == [7, 8, 9]  # the newest
+        assert sum(m.size for m in n0._passed_on) == n0._passed_on_bytes
+        assert [m.payload["hash"][0] for m in n0._passed_on] == [7, 8, 9]  # the newest
         raw = transfers(1)[0]
         await n1.submit_tx(raw)
         await wait_until(lambda: n0._ledger.head.height >= height, 20, "a height committed past them")
-        assert n0._passed_on == [] or all(m[0] > n0._ledger.head.height for m in n0._passed_on)
-        assert n0._passed_on_bytes == sum(m[5] for m in n0._passed_on)
+        assert all(m.height > n0._ledger.head.height for m in n0._passed_on)
+        assert n0._passed_on_bytes == sum(m.size for m in n0._passed_on)
 
     _run_pair(tmp_path, scenario)
 
@@ -173,7 +173,7 @@ def test_a_forged_copy_with_a_genuine_signature_does_not_hide_the_genuine_vote(t
         kept = len(n0._passed_on)
         n0._on_frame(at_n0, "vote", genuine)
         assert node_module._message_id("vote", genuine) in n0._seen
-        assert len(n0._passed_on) == kept + 1 and n0._passed_on[-1][3] == genuine
+        assert len(n0._passed_on) == kept + 1 and n0._passed_on[-1].payload == genuine
 
     _run_pair(tmp_path, scenario)
 
