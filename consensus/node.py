@@ -238,10 +238,11 @@ class Node:
         """Hashes of peer transactions received whole and queued for their signature check (at
         most the mempool's max_txs of them, and max_bytes in all: `_arriving_bytes`)."""
         self._arriving_bytes = 0
-        workers, inline = self.config.mempool.signature_workers, InlineChecks()  # inline: with no workers
+        workers, inline = self.config.mempool.signature_workers, InlineChecks(self.verified)  # inline: with no workers
         self._verifier = Verifier(workers, inline)
         """Checks peers' gossip, the bulk."""
         self._priority_verifier = Verifier(workers, inline, priority=True)
+        self._inline_checks = inline
         """Checks what someone waits on: a proposed block's unseen transactions, clients' submissions."""
         self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
         self._submitted: list[tuple[list[bytes], asyncio.Future[list[bytes | Exception]]]] = []  # RPC submissions awaiting one batched check
@@ -1035,6 +1036,7 @@ class Node:
             "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes, **self.mempool.stats},
             "p2p": dict(self.p2p.stats),
             "node_stats": dict(self.stats),
+            "signature_checks": {"inline": self._inline_checks.checked, "spared": self._inline_checks.spared},
         }
 
     def subscribe_blocks(self) -> asyncio.Queue[dict[str, Any] | None]:

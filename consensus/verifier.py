@@ -50,7 +50,7 @@ import msgpack
 
 from ledger import Rejected, Tx, decode_tx
 from ledger.errors import Code
-from ledger.tx import trusted_tx, verify_tx_signatures
+from ledger.tx import SignatureCache, trusted_tx, verify_tx_signatures
 
 __all__ = ["InlineChecks", "Verifier", "check_batch", "prevalidate", "run_as_batch_job"]
 
@@ -174,11 +174,22 @@ class _InlineBatch:
 
 class InlineChecks:
     """`prevalidate` in this process for verifiers without workers: one task, INLINE_CHUNK
-    transactions a turn of the event loop, the oldest priority batch first, else the oldest other."""
+    transactions a turn of the event loop, the oldest priority batch first, else the oldest other.
 
-    def __init__(self) -> None:
+    With the node's SignatureCache (`cache`), each chunk's transactions are looked up first and
+    those it holds decoded are answered from it, not checked again; what a chunk passes goes into it
+    at once. A batch waits its turn, and meanwhile the same transactions can be checked in another
+    one: on a loaded node a block's unseen transactions (a priority batch) are often those of a
+    gossip batch still waiting, and were checked twice, 40 µs each, the more the busier the node."""
+
+    def __init__(self, cache: SignatureCache | None = None) -> None:
         self._waiting: tuple[collections.deque[_InlineBatch], collections.deque[_InlineBatch]] = (collections.deque(), collections.deque())
         self._task: asyncio.Task[None] | None = None
+        self._cache = cache
+        self.checked = 0
+        """Transactions decoded and checked here."""
+        self.spared = 0
+        """Transactions of a batch answered from the cache: checked meanwhile, elsewhere or in another batch."""
 
     async def check(self, raws: list[bytes], chain_id: str, priority: bool = False) -> list[Tx | Rejected]:
         loop = asyncio.get_running_loop()
@@ -197,7 +208,7 @@ class InlineChecks:
                 queue.popleft()
                 continue
             try:
-                batch.out += prevalidate(batch.raws[batch.done : batch.done + INLINE_CHUNK], batch.chain_id)
+                batch.out += self._check_chunk(batch.raws[batch.done : batch.done + INLINE_CHUNK], batch.chain_id)
             except Exception as exc:  # a bug (every input has a verdict): that caller fails, not the others
                 queue.popleft()
                 batch.future.set_exception(exc)
@@ -207,6 +218,24 @@ class InlineChecks:
                 queue.popleft()
                 batch.future.set_result(batch.out)
             await asyncio.sleep(0)  # the loop's other callbacks run between two chunks
+
+    def _check_chunk(self, raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+        cache = self._cache
+        if cache is None:
+            self.checked += len(raws)
+            return prevalidate(raws, chain_id)
+        known = [cache.decoded(raw) for raw in raws]
+        unknown = [raw for raw, tx in zip(raws, known) if tx is None]
+        self.checked += len(unknown)
+        self.spared += len(raws) - len(unknown)
+        checked = prevalidate(unknown, chain_id)
+        for item in checked:
+            if type(item) is Tx:
+                cache.remember(item)
+        if len(unknown) == len(raws):
+            return checked
+        answers = iter(checked)
+        return [next(answers) if tx is None else tx for tx in known]
 
 
 class WorkerGone(Exception):

@@ -1,4 +1,4 @@
-"""Shared by node tests: polling with a deadline instead of sleeping."""
+"""Shared by node tests: polling with a deadline instead of sleeping, and counting the event loop's turns."""
 
 from __future__ import annotations
 
@@ -37,3 +37,29 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+class LoopTurns:
+    """`async with LoopTurns() as turns:` counts the event loop's turns meanwhile in `turns.count`
+    (a task that adds one and yields, each turn), to show that long work left the loop its turns."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _count(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> "LoopTurns":
+        self._task = asyncio.ensure_future(self._count())
+        await asyncio.sleep(0)  # its first turn
+        self.count = 0
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+

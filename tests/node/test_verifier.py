@@ -13,10 +13,11 @@ import pytest
 
 from consensus.verifier import INLINE_CHUNK, InlineChecks, Verifier, check_batch, prevalidate, run_as_batch_job
 from ledger import Rejected, Tx, decode_tx
-from ledger.tx import trusted_tx
+from ledger.tx import SignatureCache, trusted_tx
 from ledger.crypto import sha256
 from ledger.errors import Code
 from tests.ledger.helpers import CHAIN_ID, member_add_tx, signed_tx, transfer_tx
+from tests.node.helpers import LoopTurns
 
 
 def batch() -> list[bytes]:
@@ -63,22 +64,11 @@ def test_without_workers_the_checks_run_here_in_chunks_with_the_same_verdicts() 
     async def main() -> tuple[list[Tx | Rejected], int, list[int]]:
         verifier = Verifier(workers=0)
         verifier.start()
-        turns = 0
-
-        async def count_turns() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await asyncio.sleep(0)
-
-        counter = asyncio.ensure_future(count_turns())
-        await asyncio.sleep(0)  # the counter's first turn
-        before = turns
         try:
-            checked = await verifier.check(raws, CHAIN_ID, [sha256(raw) for raw in raws])
-            return checked, turns - before, verifier.pids()
+            async with LoopTurns() as turns:
+                checked = await verifier.check(raws, CHAIN_ID, [sha256(raw) for raw in raws])
+            return checked, turns.count, verifier.pids()
         finally:
-            counter.cancel()
             verifier.stop()
 
     checked, turns_during, pids = asyncio.run(main())
@@ -132,6 +122,41 @@ def test_without_workers_a_priority_batch_goes_first_and_a_turn_checks_one_chunk
     assert finished == ["block", "gossip"]
     assert sum(checked_per_turn) == len(gossip_raws) + len(block_raws)
     assert max(checked_per_turn) <= INLINE_CHUNK
+
+
+def test_without_workers_a_signature_another_batch_checked_meanwhile_is_not_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the node's SignatureCache, a transaction waiting in a gossip batch that a priority batch
+    (a block's unseen transactions) checks first is answered from the cache when its own batch's
+    turn comes: each signature checked once, both callers answered as without the cache, and the
+    refused ones checked each time (a refusal is not remembered)."""
+    shared = [transfer_tx(1, 2, 5, n) for n in range(INLINE_CHUNK // 2)]
+    forged = bytearray(transfer_tx(1, 2, 5, INLINE_CHUNK))
+    forged[-1] ^= 1
+    gossip_raws = [transfer_tx(3, 2, 5, n) for n in range(INLINE_CHUNK)] + shared + [bytes(forged)]
+    block_raws = shared[::-1] + [bytes(forged)]
+    checked: list[bytes] = []
+    real = prevalidate
+
+    def counting(raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+        checked.extend(raws)
+        return real(raws, chain_id)
+
+    async def main() -> tuple[list[Tx | Rejected], list[Tx | Rejected], InlineChecks, SignatureCache]:
+        cache = SignatureCache()
+        inline = InlineChecks(cache)
+        gossip, priority = Verifier(0, inline), Verifier(0, inline, priority=True)
+        first = asyncio.ensure_future(gossip.check(gossip_raws, CHAIN_ID))
+        await asyncio.sleep(0)  # the gossip batch's first chunk is checked; the shared ones wait
+        from_block = await priority.check(block_raws, CHAIN_ID)
+        return await first, from_block, inline, cache
+
+    monkeypatch.setattr("consensus.verifier.prevalidate", counting)
+    from_gossip, from_block, inline, cache = asyncio.run(main())
+    assert outcome(from_gossip) == outcome(real(gossip_raws, CHAIN_ID))
+    assert outcome(from_block) == outcome(real(block_raws, CHAIN_ID))
+    assert sorted(checked) == sorted(gossip_raws[:INLINE_CHUNK] + shared + [bytes(forged)] * 2)
+    assert (inline.checked, inline.spared) == (len(checked), len(shared))
+    assert all(cache.decoded(raw) is not None for raw in gossip_raws[:-1]) and cache.decoded(bytes(forged)) is None
 
 
 def test_without_workers_a_check_that_breaks_fails_its_caller_alone(monkeypatch: pytest.MonkeyPatch) -> None:
