@@ -45,6 +45,8 @@ from their scheduled time, so a slow submit path shows as latency, not as droppe
 JSON_HEADERS = {"Content-Type": "application/json"}
 DRAIN_S = 4.0
 KEEP_UP = 0.97
+PLAN_SLICE = 2_000
+"""Transfers signed between two turns of the generator's event loop while a step is planned."""
 AMOUNT = 1
 
 
@@ -172,10 +174,17 @@ class Generator:
         if self.window_pid is not None:
             os.kill(self.window_pid, signal.SIGUSR1)
 
-    def plan(self, rate: float, seconds: float) -> list[tuple[list[bytes], list[tuple[int, bytes, int]]]]:
+    async def plan(self, rate: float, seconds: float) -> list[tuple[list[bytes], list[tuple[int, bytes, int]]]]:
         """The step's schedule, built before it starts: for each tick, the hashes it submits and its
-        HTTP requests (validator, JSON-RPC batch body, calls in it), so the step itself only posts."""
-        txs = self.sign(int(rate * seconds))
+        HTTP requests (validator, JSON-RPC batch body, calls in it), so the step itself only posts.
+        Built in slices with the event loop's turns in between: signing a step's transfers takes
+        seconds, and a loop held that long answers none of the node's websocket pings, so the node
+        closed the block subscription as dead before each step (a gap, fetched again by `_backfill`)."""
+        count = int(rate * seconds)
+        txs: list[tuple[int, bytes, bytes]] = []
+        while len(txs) < count:
+            txs += self.sign(min(PLAN_SLICE, count - len(txs)))
+            await asyncio.sleep(0)
         ticks = []
         sent = 0
         tick = 0
@@ -195,10 +204,12 @@ class Generator:
             ticks.append(([h for _, _, h in txs[sent:due]], requests))
             sent = due
             tick += 1
+            if tick % 100 == 0:
+                await asyncio.sleep(0)
         return ticks
 
     async def step(self, session: aiohttp.ClientSession, rate: float, seconds: float) -> dict[str, Any]:
-        ticks = self.plan(rate, seconds)
+        ticks = await self.plan(rate, seconds)
         self.acks = []
         cpu_before = time.process_time()  # the generator's own CPU during the step, recorded: it shares the cores
         refused_before = self.refused

@@ -16,9 +16,9 @@ import pytest
 from consensus.config import ConsensusConfig
 from consensus.node import Node
 from ledger.crypto import sha256
-from tests.benchmarks.loadgen import Generator, run
+from tests.benchmarks.loadgen import PLAN_SLICE, Generator, run
 from tests.ledger.helpers import transfer_tx
-from tests.node.helpers import wait_until
+from tests.node.helpers import LoopTurns, wait_until
 from tests.node.test_node_inprocess import lone_validator_home
 
 
@@ -110,3 +110,22 @@ def _no_wait(sleep):  # type: ignore[no-untyped-def]
     async def no_wait(delay: float, result: object = None) -> object:
         return await sleep(0, result)
     return no_wait
+
+
+def test_planning_a_step_leaves_the_event_loop_turns_between_slices() -> None:
+    """A step's transfers are signed and its bodies built in slices (PLAN_SLICE), with the loop's
+    other callbacks running in between: a loop held for the seconds a whole step takes answers no
+    websocket ping, and the node closed the generator's block subscription before every step."""
+    gen = Generator({"chain_id": "c", "validators": [{"rpc_url": "http://127.0.0.1:9"}, {"rpc_url": "http://127.0.0.1:10"}]}, 7)
+    count = 2 * PLAN_SLICE + 5
+
+    async def main() -> tuple[list[tuple[list[bytes], list[tuple[int, bytes, int]]]], int]:
+        async with LoopTurns() as turns:
+            ticks = await gen.plan(count / 2.0, 2.0)
+        return ticks, turns.count
+
+    ticks, turns = asyncio.run(main())
+    assert turns >= count // PLAN_SLICE + 1
+    assert sum(len(hashes) for hashes, _ in ticks) == count and sum(gen.nonces) == count
+    assert sum(calls for _, requests in ticks for _, _, calls in requests) == count
+    assert {node for _, requests in ticks for node, _, _ in requests} == {0, 1}
