@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from consensus.block_store import ACCOUNT_TX, TX_INDEX_FROM, TX_LOCATION, BlockStore
@@ -140,3 +141,43 @@ def test_by_default_a_node_indexes_from_its_first_block(tmp_path: Path) -> None:
             await node.stop()
 
     asyncio.run(run())
+
+
+async def subscribe_tx(node: Node, tx_hash: bytes, timeout_ms: int) -> dict[str, object]:
+    """The notification a websocket `tx` subscription to `node` gets for `tx_hash`."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(node.rpc.url + "/ws") as ws:
+        await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"event": "tx", "hash": tx_hash.hex(), "timeout_ms": timeout_ms}})
+        while True:  # bounded: each receive times out
+            message = await ws.receive_json(timeout=30)
+            if message.get("method") == "subscription":
+                params = message["params"]
+                assert isinstance(params, dict) and params["event"] == "tx"
+                return params
+            assert message.get("id") == 1 and "result" in message, message
+
+
+def test_without_indexes_a_tx_subscription_hears_of_the_commits_this_run_of_the_node_made(tmp_path: Path) -> None:
+    """specs/rpc.md: a `tx` subscription on a node without indexes is answered at once for a
+    transaction this run of the node committed (among its last RECENT_COMMITS_MAX), even when it
+    starts after the commit; one committed before the node restarted ends in -32002 at its timeout."""
+    home = lone_validator_home(tmp_path)
+    set_tx_index(home, False)
+
+    async def run(nonce: int, earlier: bytes | None) -> bytes:
+        node = Node(home.root)
+        await node.start()
+        try:
+            tx_hash = await commit_one(node, nonce)
+            heard = await subscribe_tx(node, tx_hash, 30_000)  # subscribed after the commit
+            result = heard["result"]
+            assert isinstance(result, dict) and result["hash"] == tx_hash.hex() and 1 <= result["height"] <= node.ledger.head.height
+            if earlier is not None:
+                missed = await subscribe_tx(node, earlier, 200)
+                error = missed["error"]
+                assert "result" not in missed and isinstance(error, dict) and error["code"] == ErrorCode.NOT_COMMITTED
+            return tx_hash
+        finally:
+            await node.stop()
+
+    first = asyncio.run(run(0, None))
+    asyncio.run(run(1, first))
