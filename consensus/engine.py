@@ -356,6 +356,11 @@ class Engine:
     def validator_set(self) -> ValidatorSet | None:
         return None if self._hs is None else self._hs.validators
 
+    @property
+    def max_round(self) -> int | None:
+        """The last round of this height whose messages the engine takes; None before a height."""
+        return None if self._hs is None else self._hs.max_round
+
     def handle(self, event: Event, now_ms: int) -> list[Action]:
         """Process one event at local time `now_ms`; return the actions to perform, in order."""
         self._now_ms = now_ms

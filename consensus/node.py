@@ -52,6 +52,7 @@ from consensus.app_ledger import BlockRefused, CommittedBlock, EvidencePool, Led
 from consensus.block_store import BlockStore
 from consensus.block_sync import MAX_BLOCKS_PER_REQUEST, BlockSync, serve_blocks
 from consensus.clock import Clock, SystemClock
+from consensus.constants import MAX_ROUNDS_AHEAD
 from consensus.config import NodeHome, parse_host_port
 from consensus.engine import (
     Action,
@@ -76,6 +77,7 @@ from consensus.mempool import Added, Mempool, MempoolFull
 from consensus.verifier import InlineChecks, Verifier
 from consensus.node_services import BlockFeed, TxIndexDisabled, TxResult
 from consensus.p2p import P2P, Peer
+from consensus.proposer import proposer
 from consensus.rpc_server import RpcConfig, RpcServer
 from consensus.signer import Signer
 from consensus.signer_guard import ConsensusWAL, FileSignerGuard
@@ -242,8 +244,8 @@ class Node:
         self._verifier = Verifier(workers, inline)
         """Checks peers' gossip, the bulk."""
         self._priority_verifier = Verifier(workers, inline, priority=True)
-        self._inline_checks = inline
         """Checks what someone waits on: a proposed block's unseen transactions, clients' submissions."""
+        self._inline_checks = inline
         self._prechecking: set[bytes] = set()  # hashes of blocks whose signatures the verifier checks now
         self._submitted: list[tuple[list[bytes], asyncio.Future[list[bytes | Exception]]]] = []  # RPC submissions awaiting one batched check
         self._applying_sync = False
@@ -617,6 +619,8 @@ class Node:
         message_id = _message_id(kind, payload)
         if message_id in self._seen and not from_wal:
             return
+        if not from_wal and not self._signed_as_it_says(event):
+            raise MessageInvalid(f"{kind} of height {height}: not signed by whom it names, or not by a validator of that height")
         self._mark_seen(message_id)
         if not from_wal:
             self.wal.append(height, kind, payload)
@@ -624,6 +628,30 @@ class Node:
         elif self._signed_here(event):
             self._own.append((height, _event_round(event), kind, payload))  # resend what we said before the crash
         self._feed(event)
+
+    def _signed_as_it_says(self, event: Event) -> bool:
+        """RELAY-3: a vote or a proposal of the height after the head must carry the signature of a
+        validator of that height (a proposal: of its round's proposer, and of a round the engine
+        takes), or it goes no further: not relayed, not written to the WAL, not fed. One of the
+        height after that is taken on trust (its validator set is not known before the next height
+        commits); the engine checks it when that height starts. The checks are the engine's own,
+        remembered (`verify_signature_cached`), so the engine's are free after them."""
+        if not isinstance(event, (VoteReceived, ProposalReceived)):
+            return True
+        height = event.vote.height if isinstance(event, VoteReceived) else event.proposal.height
+        if height != self._ledger.head.height + 1:
+            return True
+        started = self.engine.height == height
+        validators = self.engine.validator_set if started else None
+        if validators is None:  # the engine has not started the height yet (an empty block's wait)
+            validators = self.app.validator_set(height)
+        if isinstance(event, VoteReceived):
+            return event.vote.validator in validators and event.vote.is_signature_valid(self.chain_id)
+        proposal = event.proposal
+        max_round = self.engine.max_round if started else None
+        if proposal.round > (MAX_ROUNDS_AHEAD if max_round is None else max_round):
+            return False  # the engine drops it too; and finding a far round's proposer takes time a peer must not choose
+        return proposal.is_signed_by(proposer(validators, height, proposal.round), self.chain_id)
 
     def _relay(self, kind: str, payload: Any, source: Peer | None, height: int | None = None, round: int = -1) -> None:
         """Send on a message first seen from `source` (RELAY-1): to every peer but `source` and

@@ -224,7 +224,7 @@ class InlineChecks:
         if cache is None:
             self.checked += len(raws)
             return prevalidate(raws, chain_id)
-        known = [cache.decoded(raw) for raw in raws]
+        known = [cache.decoded(raw) for raw in raws]  # the node's cache: only transactions for its chain
         unknown = [raw for raw, tx in zip(raws, known) if tx is None]
         self.checked += len(unknown)
         self.spared += len(raws) - len(unknown)

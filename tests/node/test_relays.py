@@ -13,7 +13,8 @@ import pytest
 import consensus.node as node_module
 from consensus.node import Node
 from consensus.p2p import Peer
-from consensus.types import Vote, VoteKind, vote_sign_bytes
+from consensus.types import Proposal, ValidatorSet, Vote, VoteKind, proposal_sign_bytes, vote_sign_bytes
+from ledger.crypto import Keypair
 from ledger.crypto import sha256 as sha
 from tests.node.helpers import wait_until
 from tests.node.network import validator_key
@@ -160,8 +161,8 @@ def test_what_is_kept_to_pass_on_is_bounded_by_bytes(tmp_path: Path, monkeypatch
 
 def test_a_forged_copy_with_a_genuine_signature_does_not_hide_the_genuine_vote(tmp_path: Path) -> None:
     """A peer sends a copy of a validator's vote with another round and the genuine signature
-    first: the engine refuses it, and the genuine vote arriving after it is still new to the node
-    (it is known by all its fields, not by its signature), so it is fed and passed on."""
+    first: the node refuses it (RELAY-3), and the genuine vote arriving after it is still new to
+    the node (it is known by all its fields, not by its signature), so it is fed and passed on."""
 
     async def scenario(n0: Node, n1: Node, at_n0: Peer, height: int) -> None:
         signer = validator_key(0)
@@ -176,6 +177,60 @@ def test_a_forged_copy_with_a_genuine_signature_does_not_hide_the_genuine_vote(t
         assert len(n0._passed_on) == kept + 1 and n0._passed_on[-1].payload == genuine
 
     _run_pair(tmp_path, scenario)
+
+
+def test_only_votes_and_proposals_signed_as_they_say_go_further(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RELAY-3, on a line n0 - n1 - n2 (n0 and n1 validate), frames sent to n1 from n0's link: of
+    the height after the head, a vote with a broken signature, one validly signed by a key outside
+    the set, a proposal signed by a validator that is not its round's proposer and one of a round
+    beyond those the engine takes (refused before its proposer is looked up: a far round's costs
+    time a peer could choose) are counted invalid, neither seen nor relayed to n2. A genuine vote
+    goes on to n2; so does a vote of the height after, whose validator set is not known yet."""
+    line = {0: (), 1: (0,), 2: (1,)}
+    looked_up: list[int] = []
+    real_proposer = node_module.proposer
+
+    def proposer_spy(validators: ValidatorSet, height: int, round: int) -> bytes:
+        looked_up.append(round)
+        return real_proposer(validators, height, round)
+
+    monkeypatch.setattr(node_module, "proposer", proposer_spy)
+
+    async def scenario(nodes: list[Node]) -> None:
+        n0, n1, n2 = nodes
+        await wait_until(lambda: _links_of(n1, n0) == {n1.p2p.node_id} and _links_of(n1, n2) == {n1.p2p.node_id}, 20, "links known")
+        at_n1 = n1.p2p.peers[n0.p2p.node_id]
+        height = n1._ledger.head.height + 1  # from here on nothing awaits, so it stays the head's next
+        members, outsider = [validator_key(0), validator_key(1)], validator_key(7)
+        round_proposer = real_proposer(n1.app.validator_set(height), height, 3)
+        other_member = next(kp for kp in members if kp.address != round_proposer)
+
+        def vote(signer: Keypair, at: int, round: int) -> dict[str, object]:
+            sign_bytes = vote_sign_bytes(n1.chain_id, VoteKind.PREVOTE, at, round, None, signer.public_key)
+            return Vote(VoteKind.PREVOTE, at, round, None, signer.public_key, signer.sign(sign_bytes)).to_wire()
+
+        def proposal(signer: Keypair, round: int) -> dict[str, object]:
+            block_hash = bytes(32)
+            return Proposal(height, round, block_hash, -1, signer.sign(proposal_sign_bytes(n1.chain_id, height, round, block_hash, -1))).to_wire()
+
+        broken = vote(members[0], height, 4)
+        broken["signature"] = bytes([broken["signature"][0] ^ 1]) + broken["signature"][1:]  # type: ignore[index]
+        far = 2**31 - 1
+        refused = [("vote", broken), ("vote", vote(outsider, height, 4)), ("proposal", proposal(other_member, 3)), ("proposal", proposal(members[0], far))]
+        invalid, relayed, kept = n1.stats["invalid_messages"], n1.stats["relayed"], len(n1._passed_on)
+        for kind, payload in refused:
+            n1._on_frame(at_n1, kind, payload)
+            assert node_module._message_id(kind, payload) not in n1._seen
+        assert n1.stats["invalid_messages"] == invalid + len(refused)
+        assert (n1.stats["relayed"], len(n1._passed_on)) == (relayed, kept)
+        assert 3 in looked_up and far not in looked_up
+        for payload in (vote(members[0], height, 4), vote(outsider, height + 1, 0)):
+            n1._on_frame(at_n1, "vote", payload)
+            assert n1._passed_on[-1].payload == payload
+        assert n1.stats["invalid_messages"] == invalid + len(refused)
+        assert (n1.stats["relayed"], len(n1._passed_on)) == (relayed + 2, kept + 2)  # each to n2
+
+    asyncio.run(run_nodes(homes(tmp_path, line, validators=2), line, scenario))
 
 
 def _run_pair(tmp_path: Path, scenario: Callable[[Node, Node, Peer, int], Awaitable[None]]) -> None:
