@@ -182,10 +182,11 @@ def test_a_forged_copy_with_a_genuine_signature_does_not_hide_the_genuine_vote(t
 def test_only_votes_and_proposals_signed_as_they_say_go_further(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """RELAY-3, on a line n0 - n1 - n2 (n0 and n1 validate), frames sent to n1 from n0's link: of
     the height after the head, a vote with a broken signature, one validly signed by a key outside
-    the set, a proposal signed by a validator that is not its round's proposer and one of a round
-    beyond those the engine takes (refused before its proposer is looked up: a far round's costs
-    time a peer could choose) are counted invalid, neither seen nor relayed to n2. A genuine vote
-    goes on to n2; so does a vote of the height after, whose validator set is not known yet."""
+    the set, a proposal signed by a validator that is not its round's proposer, and proposals of a
+    round beyond those the engine takes, its last + 1 and a far one (refused before their proposer
+    is looked up: a far round's costs time a peer could choose), are counted invalid, neither seen
+    nor relayed to n2. A genuine vote and a proposal of the engine's last round by its proposer go on
+    to n2; so does a vote of the height after, whose validator set is not known yet."""
     line = {0: (), 1: (0,), 2: (1,)}
     looked_up: list[int] = []
     real_proposer = node_module.proposer
@@ -213,22 +214,32 @@ def test_only_votes_and_proposals_signed_as_they_say_go_further(tmp_path: Path, 
             block_hash = bytes(32)
             return Proposal(height, round, block_hash, -1, signer.sign(proposal_sign_bytes(n1.chain_id, height, round, block_hash, -1))).to_wire()
 
+        bound = n1.engine.max_round if n1.engine.height == height else node_module.MAX_ROUNDS_AHEAD  # the engine's window
+
+        def by_proposer(round: int) -> dict[str, object]:
+            address = real_proposer(n1.app.validator_set(height), height, round)
+            return proposal(next(kp for kp in members if kp.address == address), round)
+
         broken = vote(members[0], height, 4)
         broken["signature"] = bytes([broken["signature"][0] ^ 1]) + broken["signature"][1:]  # type: ignore[index]
         far = 2**31 - 1
-        refused = [("vote", broken), ("vote", vote(outsider, height, 4)), ("proposal", proposal(other_member, 3)), ("proposal", proposal(members[0], far))]
+        refused = [
+            ("vote", broken), ("vote", vote(outsider, height, 4)), ("proposal", proposal(other_member, 3)),
+            ("proposal", by_proposer(bound + 1)), ("proposal", proposal(members[0], far)),
+        ]
         invalid, relayed, kept = n1.stats["invalid_messages"], n1.stats["relayed"], len(n1._passed_on)
         for kind, payload in refused:
             n1._on_frame(at_n1, kind, payload)
             assert node_module._message_id(kind, payload) not in n1._seen
         assert n1.stats["invalid_messages"] == invalid + len(refused)
         assert (n1.stats["relayed"], len(n1._passed_on)) == (relayed, kept)
-        assert 3 in looked_up and far not in looked_up
-        for payload in (vote(members[0], height, 4), vote(outsider, height + 1, 0)):
-            n1._on_frame(at_n1, "vote", payload)
+        assert 3 in looked_up and bound + 1 not in looked_up and far not in looked_up
+        relayed_ones = [("vote", vote(members[0], height, 4)), ("proposal", by_proposer(bound)), ("vote", vote(outsider, height + 1, 0))]
+        for kind, payload in relayed_ones:
+            n1._on_frame(at_n1, kind, payload)
             assert n1._passed_on[-1].payload == payload
         assert n1.stats["invalid_messages"] == invalid + len(refused)
-        assert (n1.stats["relayed"], len(n1._passed_on)) == (relayed + 2, kept + 2)  # each to n2
+        assert (n1.stats["relayed"], len(n1._passed_on)) == (relayed + 3, kept + 3)  # each to n2
 
     asyncio.run(run_nodes(homes(tmp_path, line, validators=2), line, scenario))
 
