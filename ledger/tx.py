@@ -385,7 +385,11 @@ class SignatureCache:
         self._hashes[tx_hash] = None
 
     def remember(self, tx: Tx) -> None:
-        """Record a verified transaction and keep it decoded."""
+        """Record a verified transaction and keep it decoded. Remembering one kept already changes
+        nothing (a key set again keeps its place), so it costs a lookup: a node's verifier and its
+        mempool both remember what the verifier passed."""
+        if self._decoded.get(tx.raw) is tx:
+            return
         self.add(tx.hash)
         if len(self._decoded) >= self._decoded_capacity:
             for raw in list(self._decoded)[: self._decoded_capacity // 2]:

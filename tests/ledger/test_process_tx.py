@@ -40,6 +40,21 @@ def test_other_bytes_never_hit_the_memo() -> None:
     assert cache.decoded(transfer_tx(1, 2, 11, 0)) is None
 
 
+def test_remembering_a_kept_transaction_again_changes_nothing() -> None:
+    """What the verifier remembered, the mempool remembers again: the order that decides what is
+    forgotten first, and the sizes, stay as they were; a new decoding of the same bytes replaces it."""
+    cache = SignatureCache(capacity=10, decoded_capacity=4)
+    txs = [decode_tx(transfer_tx(1, 2, 10, nonce)) for nonce in range(3)]
+    for tx in txs:
+        cache.remember(tx)
+    before = (list(cache._hashes), list(cache._decoded.items()))
+    cache.remember(txs[0])
+    assert (list(cache._hashes), list(cache._decoded.items())) == before
+    again = decode_tx(txs[0].raw)
+    cache.remember(again)
+    assert cache.decoded(txs[0].raw) is again and list(cache._hashes) == before[0]
+
+
 def test_the_cache_is_bounded() -> None:
     cache = SignatureCache(capacity=10, decoded_capacity=4)
     for nonce in range(12):
