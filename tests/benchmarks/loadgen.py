@@ -277,6 +277,10 @@ class Generator:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not self.blocks or self.blocks[-1][1] > 0):
             await asyncio.sleep(0.5)
+        await self.read_nonces(session)
+
+    async def read_nonces(self, session: aiohttp.ClientSession) -> None:
+        """Every account's next nonce, from the chain."""
         for i in range(0, len(self.keys), BATCH_MAX):
             body = [{"jsonrpc": "2.0", "id": j, "method": "account", "params": {"address": self.keys[j].address.hex()}} for j in range(i, min(i + BATCH_MAX, len(self.keys)))]
             async with session.post(self.urls[0] + "/", json=body) as response:
@@ -285,7 +289,8 @@ class Generator:
 
 
 async def run(
-    devnet: Path, accounts: int, seconds: float, rates: list[float], half_step: bool = True, window_pid: int | None = None
+    devnet: Path, accounts: int, seconds: float, rates: list[float], half_step: bool = True, window_pid: int | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     manifest = json.loads((devnet / "devnet.json").read_text())
     gen = Generator(manifest, accounts)
@@ -297,6 +302,8 @@ async def run(
         await asyncio.sleep(1.0)
         steps = []
         best: dict[str, Any] | None = None
+        if resume:
+            await gen.read_nonces(session)  # a chain an earlier generator used: its accounts' nonces go on
         for index, rate in enumerate(rates):
             if index:
                 await gen.settle(session, 2.0)  # before a step, not after the last
@@ -326,9 +333,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-half", action="store_true", help="skip the step at half the best rate (for profiling)")
     parser.add_argument("--window-pid", type=int, help="send this process SIGUSR1 as each step starts and ends (for profiling)")
+    parser.add_argument("--resume", action="store_true", help="read the accounts' nonces from the chain first (a devnet an earlier generator loaded)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")][:12]
-    result = asyncio.run(run(args.devnet, args.accounts, args.seconds, rates, half_step=not args.no_half, window_pid=args.window_pid))
+    result = asyncio.run(run(args.devnet, args.accounts, args.seconds, rates, half_step=not args.no_half, window_pid=args.window_pid, resume=args.resume))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -78,7 +78,8 @@ def test_each_step_marks_its_window_for_a_profiled_process() -> None:
 
 def test_the_generator_settles_before_each_later_step_and_the_half_step_not_after_the_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Settling (leftovers committed, nonces read again) comes before a step that follows another,
-    so the last step's window is followed by nothing of the generator's."""
+    so the last step's window is followed by nothing of the generator's; with `resume` (a chain an
+    earlier generator loaded) the nonces are read before the first step."""
     calls: list[str] = []
     kept = iter([True, True, False])
 
@@ -103,6 +104,15 @@ def test_the_generator_settles_before_each_later_step_and_the_half_step_not_afte
     kept = iter([True, True])
     asyncio.run(run(tmp_path, 0, 1.0, [10, 20], half_step=False))
     assert calls == ["step 10", "settle 2", "step 20"]
+
+    async def read_nonces(self: Generator, session: object) -> None:
+        calls.append("nonces")
+
+    monkeypatch.setattr(Generator, "read_nonces", read_nonces)
+    calls.clear()
+    kept = iter([True])
+    asyncio.run(run(tmp_path, 0, 1.0, [10], half_step=False, resume=True))  # a chain an earlier generator loaded
+    assert calls == ["nonces", "step 10"]
 
 
 def _no_wait(sleep):  # type: ignore[no-untyped-def]
