@@ -57,6 +57,8 @@ __all__ = [
     "TimeoutFired",
     "Event",
     "event_height",
+    "signing_proposer",
+    "vote_signed_by_a_validator",
     "Broadcast",
     "BroadcastBlock",
     "ScheduleTimeout",
@@ -312,6 +314,23 @@ def event_height(event: Event) -> int:
     return event.height
 
 
+def signing_proposer(proposal: Proposal, validators: ValidatorSet, max_round: int, chain_id: str) -> bytes | None:
+    """The address of the proposer of the proposal's round in `validators` if the round is at most
+    `max_round` and that proposer signed it, else None: what the engine asks of a proposal before it
+    takes it, and the node before it relays one (RELAY-3). The round is checked first: a far
+    round's proposer takes a replay of the schedule."""
+    if proposal.round > max_round:
+        return None
+    author = proposer(validators, proposal.height, proposal.round)
+    return author if proposal.is_signed_by(author, chain_id) else None
+
+
+def vote_signed_by_a_validator(vote: Vote, validators: ValidatorSet, chain_id: str) -> bool:
+    """Whether a vote's validator is in `validators` and the signature is that validator's over it:
+    what the engine asks of a vote before it counts, and the node before it relays one (RELAY-3)."""
+    return vote.validator in validators and vote.is_signature_valid(chain_id)
+
+
 # --- The engine ------------------------------------------------------------------------------
 
 
@@ -419,23 +438,21 @@ class Engine:
 
     def _on_proposal(self, proposal: Proposal) -> None:
         hs = self._state()
-        if proposal.round > hs.max_round or proposal.round in hs.proposals:
-            return  # too far ahead, a duplicate, or a second proposal (the first one stands)
-        author = proposer(hs.validators, hs.height, proposal.round)
-        if not proposal.is_signed_by(author, self._config.chain_id):
-            return
+        if proposal.round in hs.proposals:
+            return  # a duplicate, or a second proposal (the first one stands)
+        author = signing_proposer(proposal, hs.validators, hs.max_round, self._config.chain_id)
+        if author is None:
+            return  # too far ahead, or not its round's proposer's
         hs.proposals[proposal.round] = proposal
         hs.note_sender(proposal.round, author)
 
     def _on_vote(self, hs: _HeightState, vote: Vote) -> None:
-        if vote.round > hs.max_round:
-            return
-        if vote.validator not in hs.validators:
+        if vote.round > hs.max_round or vote.validator not in hs.validators:
             return
         earlier = hs.tally(vote.round, vote.kind).votes.get(vote.validator)
         if earlier is not None and vote.block_hash in earlier:
             return  # duplicate (signatures are deterministic; another one is a forgery or noise)
-        if not vote.is_signature_valid(self._config.chain_id):
+        if not vote_signed_by_a_validator(vote, hs.validators, self._config.chain_id):
             return
         if earlier is not None:
             self._report_equivocation(hs, next(iter(earlier.values())), vote)

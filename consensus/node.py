@@ -70,6 +70,8 @@ from consensus.engine import (
     TimeoutConfig,
     TimeoutFired,
     VoteReceived,
+    signing_proposer,
+    vote_signed_by_a_validator,
 )
 from consensus.errors import ConsensusInvariantViolation, MessageInvalid
 from consensus.evidence import DuplicateVoteEvidence
@@ -77,7 +79,6 @@ from consensus.mempool import Added, Mempool, MempoolFull
 from consensus.verifier import InlineChecks, Verifier
 from consensus.node_services import BlockFeed, TxIndexDisabled, TxResult
 from consensus.p2p import P2P, Peer
-from consensus.proposer import proposer
 from consensus.rpc_server import RpcConfig, RpcServer
 from consensus.signer import Signer
 from consensus.signer_guard import ConsensusWAL, FileSignerGuard
@@ -635,7 +636,8 @@ class Node:
         takes), or it goes no further: not relayed, not written to the WAL, not fed. One of the
         height after that is taken on trust (its validator set is not known before the next height
         commits); the engine checks it when that height starts. The checks are the engine's own,
-        remembered (`verify_signature_cached`), so the engine's are free after them."""
+        remembered (`verify_signature_cached`), so the engine's are free after them; they are written
+        once, in consensus/engine.py (`vote_signed_by_a_validator`, `signing_proposer`)."""
         if not isinstance(event, (VoteReceived, ProposalReceived)):
             return True
         height = event.vote.height if isinstance(event, VoteReceived) else event.proposal.height
@@ -646,12 +648,9 @@ class Node:
         if validators is None:  # the engine has not started the height yet (an empty block's wait)
             validators = self.app.validator_set(height)
         if isinstance(event, VoteReceived):
-            return event.vote.validator in validators and event.vote.is_signature_valid(self.chain_id)
-        proposal = event.proposal
+            return vote_signed_by_a_validator(event.vote, validators, self.chain_id)
         max_round = self.engine.max_round if started else None
-        if proposal.round > (MAX_ROUNDS_AHEAD if max_round is None else max_round):
-            return False  # the engine drops it too; and finding a far round's proposer takes time a peer must not choose
-        return proposal.is_signed_by(proposer(validators, height, proposal.round), self.chain_id)
+        return signing_proposer(event.proposal, validators, MAX_ROUNDS_AHEAD if max_round is None else max_round, self.chain_id) is not None
 
     def _relay(self, kind: str, payload: Any, source: Peer | None, height: int | None = None, round: int = -1) -> None:
         """Send on a message first seen from `source` (RELAY-1): to every peer but `source` and

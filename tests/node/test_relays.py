@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import consensus.engine as engine_module
 import consensus.node as node_module
 from consensus.node import Node
 from consensus.p2p import Peer
@@ -189,13 +190,13 @@ def test_only_votes_and_proposals_signed_as_they_say_go_further(tmp_path: Path, 
     to n2; so does a vote of the height after, whose validator set is not known yet."""
     line = {0: (), 1: (0,), 2: (1,)}
     looked_up: list[int] = []
-    real_proposer = node_module.proposer
+    real_proposer = engine_module.proposer
 
     def proposer_spy(validators: ValidatorSet, height: int, round: int) -> bytes:
         looked_up.append(round)
         return real_proposer(validators, height, round)
 
-    monkeypatch.setattr(node_module, "proposer", proposer_spy)
+    monkeypatch.setattr(engine_module, "proposer", proposer_spy)  # the node's check and the engine's
 
     async def scenario(nodes: list[Node]) -> None:
         n0, n1, n2 = nodes
