@@ -36,7 +36,7 @@ from consensus.errors import ConsensusInvariantViolation, MessageInvalid, check_
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.mempool import Mempool
 from consensus.types import CommitCertificate, ValidatorSet
-from ledger import BlockInput, ExecutedBlock, LedgerDB, Rejected, SignatureCache, Tx
+from ledger import BlockInput, ExecutedBlock, LedgerDB, Rejected, SignatureCache, Tx, detached
 from ledger.crypto import sha256
 from ledger.records import Validator
 from ledger.state import STATE_PREFIX, decode_record
@@ -321,7 +321,7 @@ def _execution(ledger: LedgerDB, block: BlockInput, verified: SignatureCache, kn
     try:
         return ledger.execute(block, verified, known)
     except Rejected as exc:
-        return exc
+        return detached(exc)
 
 
 def _same_outcome(a: ExecutedBlock | Rejected, b: ExecutedBlock | Rejected) -> bool:

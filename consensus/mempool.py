@@ -51,7 +51,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, process_tx
+from ledger import LedgerDB, Rejected, SignatureCache, Tx, decode_tx, detached, process_tx
 from ledger.errors import Code
 from ledger.state import State, scan_prefix
 from ledger.transition import HEAD_KEY, KnownEffects, apply_effect_if_holds, reads_untouched
@@ -296,7 +296,7 @@ class Mempool:
             try:
                 out.append(self.add_decoded(item, park=park, source=source))
             except (Rejected, MempoolFull) as exc:
-                out.append(exc)
+                out.append(detached(exc))
         return out
 
     def _check(self, tx: Tx, size: int) -> _Entry:
@@ -399,7 +399,7 @@ class Mempool:
         self.stats["rejected"] += 1
         if exc.code not in PERMANENT_REJECTIONS:
             return  # may apply later (after an earlier nonce, an incoming transfer, a membership change)
-        self._rejected[tx_hash] = exc
+        self._rejected[tx_hash] = detached(exc)
         if len(self._rejected) > REJECTED_MEMORY:
             self._rejected.popitem(last=False)
 

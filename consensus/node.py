@@ -83,7 +83,7 @@ from consensus.rpc_server import RpcConfig, RpcServer
 from consensus.signer import Signer
 from consensus.signer_guard import ConsensusWAL, FileSignerGuard
 from consensus.types import CommitCertificate, Proposal, Vote, VoteKind, vote_sign_bytes
-from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, Rejected, SignatureCache, Tx
+from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, Rejected, SignatureCache, Tx, detached
 from ledger.crypto import sha256
 from ledger.encoding import encode_fast
 
@@ -809,7 +809,7 @@ class Node:
         try:
             return (self.mempool.add(raw) if tx is None else self.mempool.add_decoded(tx))[1]
         except (Rejected, MempoolFull) as exc:  # node_services' MempoolFull is the mempool's: the RPC maps both
-            return exc
+            return detached(exc)
 
     def _receive_txs(self, peer: Peer | None, payload: Any) -> None:
         if not isinstance(payload, list) or not set(map(type, payload)) <= _BYTES:

@@ -48,7 +48,7 @@ import struct
 
 import msgpack
 
-from ledger import Rejected, Tx, decode_tx
+from ledger import Rejected, Tx, decode_tx, detached
 from ledger.errors import Code
 from ledger.tx import SignatureCache, trusted_tx, verify_tx_signatures
 
@@ -81,13 +81,13 @@ def prevalidate(raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
                 raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {tx.body['chain']!r}, this is {chain_id!r}")
             out.append(tx)
         except Rejected as exc:
-            out.append(exc)
+            out.append(detached(exc))
     for i, tx in enumerate(out):
         if type(tx) is Tx:
             try:
                 verify_tx_signatures(tx, chain_id)
             except Rejected as exc:
-                out[i] = exc
+                out[i] = detached(exc)
     return out
 
 
@@ -112,7 +112,7 @@ def _decoded(raws: list[bytes], verdicts: list[Verdict], hashes: list[bytes] | N
                 try:
                     out.append(decode_tx(raw))
                 except Rejected as exc:
-                    out.append(exc)
+                    out.append(detached(exc))
         else:
             number, message = verdict
             out.append(Rejected(_CODES.get(number, Code.TX_MALFORMED), message))

@@ -3,7 +3,7 @@
 Pure: no clock, no randomness, no network. Input: genesis and blocks. Output: state and root.
 """
 
-from ledger.errors import Code, InvariantViolation, Rejected, check_invariant
+from ledger.errors import Code, InvariantViolation, Rejected, check_invariant, detached
 from ledger.genesis import Genesis
 from ledger.ledger_db import ExecutedBlock, HistoryUnavailable, LedgerDB
 from ledger.store import LevelDBStore, MemoryStore
@@ -26,6 +26,7 @@ __all__ = [
     "apply_block",
     "check_invariant",
     "decode_tx",
+    "detached",
     "make_tx",
     "process_tx",
 ]

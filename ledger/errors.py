@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 class Code(enum.Enum):
@@ -80,6 +83,24 @@ class Rejected(Exception):
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code.name, "number": self.code.number, "message": self.message}
+
+
+def detached(exc: _E) -> _E:
+    """`exc`, to keep past the `except` clause that caught it (in a list of results, in a memory of
+    refusals), without its traceback and without the exception it was raised while handling.
+
+    A traceback holds every frame the exception passed through and, through them, their locals: the
+    states and trackers a transaction was checked on. Kept in a list that a frame of its traceback
+    also holds (`out.append(exc)`), it closes a reference cycle that reference counting never frees;
+    remembered for long (the mempool's memory of permanent refusals), it keeps that list, and every
+    other refusal in it, alive. A validator of the network benchmark held 48,000 refusals and
+    335,000 frames after two minutes at 4,800 transfers/s, its RSS 400 MB where it is 245 MB without
+    them. Its code and message are all a refusal is kept for.
+    """
+    exc.__traceback__ = None
+    exc.__context__ = None
+    exc.__cause__ = None
+    return exc
 
 
 class InvariantViolation(Exception):

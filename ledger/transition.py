@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ledger import housing, nodes, quotas, staking
 from ledger.constants import MAX_TXS_PER_BLOCK
-from ledger.errors import Code, Rejected, check_invariant
+from ledger.errors import Code, Rejected, check_invariant, detached
 from ledger.authorization import require_sole_signer, settle_sender
 from ledger.monetary import check_conservation, compute_period, process_periods, settle_account
 from ledger.records import Account, ChainHead
@@ -245,7 +245,7 @@ def check_block_tx_bytes(
         try:
             txs.append(check_tx_bytes(raw, verified, chain_id))
         except Rejected as exc:
-            return txs, (index, exc)
+            return txs, (index, detached(exc))
     return txs, None
 
 

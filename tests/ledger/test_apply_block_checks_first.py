@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import BlockInput, Rejected, SignatureCache, encoding, make_tx, process_tx
+from ledger import BlockInput, Rejected, SignatureCache, detached, encoding, make_tx, process_tx
 from ledger.errors import Code
-from ledger.transition import check_conservation, process_block_header
+from ledger.transition import check_block_tx_bytes, check_conservation, process_block_header
 from tests.ledger.helpers import CHAIN_ID, key, make_genesis, new_ledger, transfer_tx
 
 LEDGER = new_ledger(make_genesis({i: 1_000 for i in range(1, 5)}))
@@ -106,3 +106,24 @@ def test_the_signatures_of_a_block_land_in_the_cache_once_checked() -> None:
     verified = SignatureCache()
     executed = LEDGER.execute(BlockInput(1, 1_000, txs), verified)
     assert all(tx.hash in verified for tx in executed.txs) and len(verified) == 3
+
+
+def test_the_failure_check_block_tx_bytes_returns_holds_no_frames() -> None:
+    """The first failing transaction's refusal comes back detached (ledger `detached`): no
+    traceback holding the check's frame, its list of decoded transactions and so itself."""
+    txs, failed = check_block_tx_bytes([transfer_tx(1, 2, 5, 0), _bad_signature(transfer_tx(2, 1, 5, 0))], SignatureCache(), CHAIN_ID)
+    assert len(txs) == 1 and failed is not None and failed[0] == 1
+    assert failed[1].code is Code.BAD_SIGNATURE and failed[1].__traceback__ is None
+
+
+def test_detached_keeps_a_refusals_code_and_message_and_drops_its_frames_and_context() -> None:
+    try:
+        try:
+            raise ValueError("the decoder's own error")
+        except ValueError:
+            raise Rejected(Code.TX_MALFORMED, "not canonical") from None
+    except Rejected as exc:
+        assert exc.__traceback__ is not None and exc.__context__ is not None  # what there is to drop
+        kept = detached(exc)
+    assert kept.__traceback__ is None and kept.__context__ is None and kept.__cause__ is None
+    assert (kept.code, kept.message, str(kept)) == (Code.TX_MALFORMED, "not canonical", "TX_MALFORMED: not canonical")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 from unittest.mock import patch
 
@@ -142,6 +143,36 @@ def test_prevalidate_then_add_verifies_each_signature_once(monkeypatch: pytest.M
     results = pool.add_prevalidated(checked)
     assert [r[0] for r in results[:3]] == [AddResult.ADDED] * 3  # type: ignore[index]
     assert isinstance(results[3], Rejected)
+
+
+def live_refusals() -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is Rejected)
+
+
+def test_refusals_the_pool_returns_or_remembers_hold_no_frames() -> None:
+    """A refusal kept past its handler has no traceback: one remembered (a stale nonce) would
+    otherwise hold the frame of `add_prevalidated` and, through its list of results, every other
+    refusal of the batch and the states they were checked on, a cycle only the collector frees."""
+    pool, cache = make_pool()
+    pool.add(spent := transfer_tx(1, 2, 10, 0))
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (spent,)))
+    stale, future = transfer_tx(1, 2, 7, 0), transfer_tx(1, 2, 5, 5)
+    checked = prevalidate([stale, future], CHAIN_ID)
+    gc.disable()  # what reference counting frees, and nothing else
+    try:
+        before = live_refusals()
+        out = pool.add_prevalidated(checked, park=False)
+        assert [r.code for r in out] == [Code.NONCE_STALE, Code.NONCE_FUTURE]  # type: ignore[union-attr]
+        assert all(r.__traceback__ is None and r.__context__ is None for r in out)  # type: ignore[union-attr]
+        del out
+        assert live_refusals() == before + 1  # the stale one, remembered; the other is gone
+        remembered = pool._rejected[sha(stale)]
+        assert remembered.code is Code.NONCE_STALE and remembered.__traceback__ is None
+        with pytest.raises(Rejected) as again:  # refused from memory, as before
+            pool.add(stale)
+        assert again.value.code is Code.NONCE_STALE
+    finally:
+        gc.enable()
 
 
 def test_peer_transactions_with_future_nonces_wait_for_their_predecessor() -> None:

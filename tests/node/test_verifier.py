@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -30,6 +31,24 @@ def batch() -> list[bytes]:
 
 def outcome(items: list[Tx | Rejected]) -> list[object]:
     return [item.hash if isinstance(item, Tx) else item.code for item in items]
+
+
+def test_refusals_prevalidate_returns_hold_no_frames() -> None:
+    """Neither a malformed transaction's refusal nor a bad signature's keeps its traceback (or the
+    decoder's exception it was raised from): kept in the list of results, it would hold that list's
+    frame and so itself, a cycle only the collector frees (ledger `detached`)."""
+    forged = bytearray(transfer_tx(1, 2, 10, 0))
+    forged[-1] ^= 1
+    gc.disable()
+    try:
+        before = sum(1 for o in gc.get_objects() if type(o) is Rejected)
+        out = prevalidate([b"\x00garbage", bytes(forged), transfer_tx(1, 2, 10, 1)], CHAIN_ID)
+        assert [r.code if isinstance(r, Rejected) else "ok" for r in out] == [Code.TX_MALFORMED, Code.BAD_SIGNATURE, "ok"]
+        assert all(r.__traceback__ is None and r.__context__ is None for r in out if isinstance(r, Rejected))
+        del out
+        assert sum(1 for o in gc.get_objects() if type(o) is Rejected) == before
+    finally:
+        gc.enable()
 
 
 def test_workers_reach_the_same_verdicts_as_this_process() -> None:
