@@ -78,9 +78,10 @@ def process_nonce(state: State, tx: Tx) -> Account:
     return account
 
 
-def settle_sender(state: State, tx: Tx) -> Account:
-    """The nonce checks of `process_nonce`, then the sender settled; the caller writes the account
-    with the nonce consumed (a transfer writes it once, with its debit)."""
+def settle_sender(state: State, tx: Tx, period: int | None = None) -> Account:
+    """The nonce checks of `process_nonce`, then the sender settled (to `period`, the head's, if
+    the caller has read it); the caller writes the account with the nonce consumed (a transfer
+    writes it once, with its debit)."""
     sender, nonce = tx.body["from"], tx.body["nonce"]
     account = state.get_account(sender)
     if account is None:
@@ -90,4 +91,4 @@ def settle_sender(state: State, tx: Tx) -> Account:
         raise Rejected(Code.NONCE_STALE, f"nonce {nonce} already used; account expects {account.nonce}")
     elif nonce > account.nonce:
         raise Rejected(Code.NONCE_FUTURE, f"nonce {nonce}, account expects {account.nonce}")
-    return settle_account_as_read(state, sender, account)
+    return settle_account_as_read(state, sender, account, period)

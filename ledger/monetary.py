@@ -128,9 +128,11 @@ def settle_account(state: State, address: bytes) -> Account:
     return settle_account_as_read(state, address, state.get_account(address))
 
 
-def settle_account_as_read(state: State, address: bytes, account: Account | None) -> Account:
-    """`settle_account`, for a caller that has just read the account (`account`) from `state`."""
-    period = state.get_head().period
+def settle_account_as_read(state: State, address: bytes, account: Account | None, period: int | None = None) -> Account:
+    """`settle_account`, for a caller that has just read the account (`account`) from `state`
+    (and, as `period`, the head's period, if it has read that too)."""
+    if period is None:
+        period = state.get_head().period
     if account is None:
         account = Account(0, 0, period)
         state.set_account(address, account)

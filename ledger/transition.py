@@ -14,7 +14,7 @@ from ledger import housing, nodes, quotas, staking
 from ledger.constants import MAX_TXS_PER_BLOCK
 from ledger.errors import Code, Rejected, check_invariant, detached
 from ledger.authorization import require_sole_signer, settle_sender
-from ledger.monetary import check_conservation, compute_period, process_periods, settle_account
+from ledger.monetary import check_conservation, compute_period, process_periods, settle_account_as_read
 from ledger.records import Account, ChainHead
 from ledger.state import State
 from ledger.tx import TX_SCHEMAS, SignatureCache, Tx, decode_tx, verify_tx_signatures
@@ -38,12 +38,13 @@ def process_transfer(state: State, tx: Tx) -> None:
     to, amount = tx.body["to"], tx.body["amount"]
     if to == sender_address:
         raise Rejected(Code.SELF_TRANSFER)
-    sender = settle_sender(state, tx)
+    period = state.get_head().period  # both accounts are settled to it, and neither settlement writes the head
+    sender = settle_sender(state, tx, period)
     if sender.balance < amount:
         raise Rejected(Code.INSUFFICIENT_FUNDS, f"balance {sender.balance} < amount {amount}")
     # the nonce consumed and the amount debited in one write (process_nonce, then the debit)
     state.set_account(sender_address, Account(sender.balance - amount, sender.nonce + 1, sender.settled_period))
-    recipient = settle_account(state, to)
+    recipient = settle_account_as_read(state, to, state.get_account(to), period)
     state.set_account(to, Account(recipient.balance + amount, recipient.nonce, recipient.settled_period))
 
 
