@@ -262,7 +262,7 @@ class Mempool:
         known = self._rejected.get(tx.hash)
         if known is not None:
             self.stats["rejected"] += 1
-            raise known
+            raise Rejected(known.code, known.message)  # a copy: the one remembered is never raised
         size = len(tx.raw)
         if len(self) >= self.max_txs:
             self.stats["full"] += 1
@@ -399,7 +399,7 @@ class Mempool:
         self.stats["rejected"] += 1
         if exc.code not in PERMANENT_REJECTIONS:
             return  # may apply later (after an earlier nonce, an incoming transfer, a membership change)
-        self._rejected[tx_hash] = detached(exc)
+        self._rejected[tx_hash] = Rejected(exc.code, exc.message)  # a copy, never raised: no frames (ledger `detached`)
         if len(self._rejected) > REJECTED_MEMORY:
             self._rejected.popitem(last=False)
 

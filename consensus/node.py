@@ -753,7 +753,10 @@ class Node:
         """Admit a client's transaction: its hash, or raises Rejected / MempoolFull."""
         (result,) = await self.submit_txs([raw])
         if isinstance(result, Exception):
-            raise result
+            try:
+                raise result
+            finally:
+                del result  # else this frame, which the traceback holds, holds the refusal: a cycle
         return result
 
     async def submit_txs(self, raws: list[bytes]) -> list[bytes | Exception]:

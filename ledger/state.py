@@ -160,7 +160,7 @@ class State:
         return self.get(b"g")
 
     def get_head(self) -> ChainHead:
-        head = self._writes.get(b"c", _MISSING)  # `get`, inlined: read twice per transfer
+        head = self._writes.get(b"c", _MISSING)  # `get`, inlined: read by every transfer
         return self._parent.get(b"c") if head is _MISSING else head
 
     def set_head(self, head: ChainHead) -> None:

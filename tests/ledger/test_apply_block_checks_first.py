@@ -110,20 +110,24 @@ def test_the_signatures_of_a_block_land_in_the_cache_once_checked() -> None:
 
 def test_the_failure_check_block_tx_bytes_returns_holds_no_frames() -> None:
     """The first failing transaction's refusal comes back detached (ledger `detached`): no
-    traceback holding the check's frame, its list of decoded transactions and so itself."""
+    traceback holding the check's frame and the transactions it decoded."""
     txs, failed = check_block_tx_bytes([transfer_tx(1, 2, 5, 0), _bad_signature(transfer_tx(2, 1, 5, 0))], SignatureCache(), CHAIN_ID)
     assert len(txs) == 1 and failed is not None and failed[0] == 1
     assert failed[1].code is Code.BAD_SIGNATURE and failed[1].__traceback__ is None
 
 
-def test_detached_keeps_a_refusals_code_and_message_and_drops_its_frames_and_context() -> None:
-    try:
+def test_detached_keeps_a_refusals_code_and_message_and_drops_its_frames_context_and_cause() -> None:
+    for chained in (False, True):
         try:
-            raise ValueError("the decoder's own error")
-        except ValueError:
-            raise Rejected(Code.TX_MALFORMED, "not canonical") from None
-    except Rejected as exc:
-        assert exc.__traceback__ is not None and exc.__context__ is not None  # what there is to drop
-        kept = detached(exc)
-    assert kept.__traceback__ is None and kept.__context__ is None and kept.__cause__ is None
-    assert (kept.code, kept.message, str(kept)) == (Code.TX_MALFORMED, "not canonical", "TX_MALFORMED: not canonical")
+            try:
+                raise ValueError("the decoder's own error")
+            except ValueError as inner:
+                if chained:
+                    raise Rejected(Code.TX_MALFORMED, "not canonical") from inner
+                raise Rejected(Code.TX_MALFORMED, "not canonical") from None
+        except Rejected as exc:
+            assert exc.__traceback__ is not None and exc.__context__ is not None  # what there is to drop
+            assert (exc.__cause__ is not None) is chained
+            kept = detached(exc)
+        assert kept.__traceback__ is None and kept.__context__ is None and kept.__cause__ is None
+        assert (kept.code, kept.message, str(kept)) == (Code.TX_MALFORMED, "not canonical", "TX_MALFORMED: not canonical")

@@ -152,12 +152,16 @@ def live_refusals() -> int:
 def test_refusals_the_pool_returns_or_remembers_hold_no_frames() -> None:
     """A refusal kept past its handler has no traceback: one remembered (a stale nonce) would
     otherwise hold the frame of `add_prevalidated` and, through its list of results, every other
-    refusal of the batch and the states they were checked on, a cycle only the collector frees."""
+    refusal of the batch and the states they were checked on, a cycle only the collector frees.
+    The memory keeps a copy that is never raised, so a repeat's refusal hangs no frames on it."""
     pool, cache = make_pool()
     pool.add(spent := transfer_tx(1, 2, 10, 0))
-    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (spent,)))
+    pool.add(overtaken := transfer_tx(1, 2, 3, 1))
+    # another proposer's block spends nonce 1 differently: `overtaken` is evicted on the re-check
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (spent, transfer_tx(1, 2, 4, 1))))
     stale, future = transfer_tx(1, 2, 7, 0), transfer_tx(1, 2, 5, 5)
     checked = prevalidate([stale, future], CHAIN_ID)
+    was_enabled = gc.isenabled()
     gc.disable()  # what reference counting frees, and nothing else
     try:
         before = live_refusals()
@@ -166,13 +170,15 @@ def test_refusals_the_pool_returns_or_remembers_hold_no_frames() -> None:
         assert all(r.__traceback__ is None and r.__context__ is None for r in out)  # type: ignore[union-attr]
         del out
         assert live_refusals() == before + 1  # the stale one, remembered; the other is gone
-        remembered = pool._rejected[sha(stale)]
-        assert remembered.code is Code.NONCE_STALE and remembered.__traceback__ is None
         with pytest.raises(Rejected) as again:  # refused from memory, as before
             pool.add(stale)
         assert again.value.code is Code.NONCE_STALE
+        for raw in (stale, overtaken):
+            remembered = pool._rejected[sha(raw)]
+            assert remembered.code is Code.NONCE_STALE and remembered.__traceback__ is None
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
 
 
 def test_peer_transactions_with_future_nonces_wait_for_their_predecessor() -> None:

@@ -13,7 +13,8 @@ from consensus.config import ConsensusConfig, NodeConfig, NodeHome, P2PConfig, R
 from consensus.node import Node
 from consensus.signer_guard import LEGACY_TOMBSTONE, FileSignerGuard
 from ledger import Genesis, LevelDBStore
-from ledger import make_tx
+from ledger import Rejected, make_tx
+from ledger.errors import Code
 from tests.ledger.helpers import CHAIN_ID, key, make_genesis
 from tests.node.helpers import wait_until
 from tests.node.network import STAKE, validator_key
@@ -171,3 +172,33 @@ def test_with_an_empty_mempool_the_next_height_waits_for_a_transaction(tmp_path:
             await node.stop()
 
     asyncio.run(main())
+
+
+def test_a_refused_submission_leaves_no_cycle_through_the_frame_that_raised_it(tmp_path: Path) -> None:
+    """`submit_tx` raises the refusal its one-call batch returned. The traceback holds the frame it
+    raises from; were the refusal still one of that frame's locals, the two would make a cycle that
+    only the collector frees, one per refused client call."""
+    home = lone_validator_home(tmp_path)
+
+    async def main() -> list[bool]:
+        node = Node(home.root)
+        await node.start()
+        try:
+            forged = bytearray(make_tx(CHAIN_ID, "transfer", key(1), 0, to=key(2).address, amount=7))
+            forged[-1] ^= 1  # the signature's last byte
+            try:
+                await node.submit_tx(bytes(forged))
+            except Rejected as exc:
+                assert exc.code is Code.BAD_SIGNATURE
+                holds = []
+                tb = exc.__traceback__
+                while tb is not None:
+                    if tb.tb_frame.f_code is Node.submit_tx.__code__:
+                        holds.append("result" in tb.tb_frame.f_locals)
+                    tb = tb.tb_next
+                return holds
+            return []
+        finally:
+            await node.stop()
+
+    assert asyncio.run(main()) == [False]  # the frame is in the traceback, the refusal not in it

@@ -39,6 +39,7 @@ def test_refusals_prevalidate_returns_hold_no_frames() -> None:
     frame and so itself, a cycle only the collector frees (ledger `detached`)."""
     forged = bytearray(transfer_tx(1, 2, 10, 0))
     forged[-1] ^= 1
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         before = sum(1 for o in gc.get_objects() if type(o) is Rejected)
@@ -48,7 +49,8 @@ def test_refusals_prevalidate_returns_hold_no_frames() -> None:
         del out
         assert sum(1 for o in gc.get_objects() if type(o) is Rejected) == before
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
 
 
 def test_workers_reach_the_same_verdicts_as_this_process() -> None:
