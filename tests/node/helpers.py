@@ -1,10 +1,32 @@
-"""Shared by node tests: polling with a deadline instead of sleeping, and counting the event loop's turns."""
+"""Shared by node tests: polling with a deadline instead of sleeping, counting the event loop's turns,
+and counting the refusals alive with the collector off."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ledger import Rejected
+
+
+@contextmanager
+def collector_off() -> Iterator[None]:
+    """Meanwhile only reference counting frees objects: what a cycle keeps stays alive to be counted."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def live_refusals() -> int:
+    """The `Rejected` objects alive (exceptions are tracked by the collector, so it lists them all)."""
+    return sum(1 for o in gc.get_objects() if type(o) is Rejected)
 
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 from unittest.mock import patch
 
@@ -18,6 +17,7 @@ from ledger.crypto import sha256 as sha
 from ledger.records import Account, account_key
 from ledger.errors import Code
 from tests.ledger.helpers import CHAIN_ID, PERIOD_MS, key, make_genesis, new_ledger, transfer_tx
+from tests.node.helpers import collector_off, live_refusals
 
 
 def make_pool(**bounds: int) -> tuple[Mempool, SignatureCache]:
@@ -145,10 +145,6 @@ def test_prevalidate_then_add_verifies_each_signature_once(monkeypatch: pytest.M
     assert isinstance(results[3], Rejected)
 
 
-def live_refusals() -> int:
-    return sum(1 for o in gc.get_objects() if type(o) is Rejected)
-
-
 def test_refusals_the_pool_returns_or_remembers_hold_no_frames() -> None:
     """A refusal kept past its handler has no traceback: one remembered (a stale nonce) would
     otherwise hold the frame of `add_prevalidated` and, through its list of results, every other
@@ -161,9 +157,7 @@ def test_refusals_the_pool_returns_or_remembers_hold_no_frames() -> None:
     commit_block(pool, cache, BlockInput(1, PERIOD_MS, (spent, transfer_tx(1, 2, 4, 1))))
     stale, future = transfer_tx(1, 2, 7, 0), transfer_tx(1, 2, 5, 5)
     checked = prevalidate([stale, future], CHAIN_ID)
-    was_enabled = gc.isenabled()
-    gc.disable()  # what reference counting frees, and nothing else
-    try:
+    with collector_off():  # what reference counting frees, and nothing else
         before = live_refusals()
         out = pool.add_prevalidated(checked, park=False)
         assert [r.code for r in out] == [Code.NONCE_STALE, Code.NONCE_FUTURE]  # type: ignore[union-attr]
@@ -176,9 +170,6 @@ def test_refusals_the_pool_returns_or_remembers_hold_no_frames() -> None:
         for raw in (stale, overtaken):
             remembered = pool._rejected[sha(raw)]
             assert remembered.code is Code.NONCE_STALE and remembered.__traceback__ is None
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def test_peer_transactions_with_future_nonces_wait_for_their_predecessor() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from ledger.tx import SignatureCache, trusted_tx
 from ledger.crypto import sha256
 from ledger.errors import Code
 from tests.ledger.helpers import CHAIN_ID, member_add_tx, signed_tx, transfer_tx
-from tests.node.helpers import LoopTurns
+from tests.node.helpers import LoopTurns, collector_off, live_refusals
 
 
 def batch() -> list[bytes]:
@@ -39,18 +38,13 @@ def test_refusals_prevalidate_returns_hold_no_frames() -> None:
     frame and so itself, a cycle only the collector frees (ledger `detached`)."""
     forged = bytearray(transfer_tx(1, 2, 10, 0))
     forged[-1] ^= 1
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        before = sum(1 for o in gc.get_objects() if type(o) is Rejected)
+    with collector_off():
+        before = live_refusals()
         out = prevalidate([b"\x00garbage", bytes(forged), transfer_tx(1, 2, 10, 1)], CHAIN_ID)
         assert [r.code if isinstance(r, Rejected) else "ok" for r in out] == [Code.TX_MALFORMED, Code.BAD_SIGNATURE, "ok"]
         assert all(r.__traceback__ is None and r.__context__ is None for r in out if isinstance(r, Rejected))
         del out
-        assert sum(1 for o in gc.get_objects() if type(o) is Rejected) == before
-    finally:
-        if was_enabled:
-            gc.enable()
+        assert live_refusals() == before
 
 
 def test_workers_reach_the_same_verdicts_as_this_process() -> None:
