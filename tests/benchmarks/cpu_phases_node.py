@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.events
 import functools
+import gc
 import inspect
 import json
 import runpy
@@ -113,6 +114,7 @@ class PhaseClock:
                 self.leave()
 
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        gc.callbacks.append(self._collection)
         for where, names in methods.items():
             module_name, _, class_name = where.partition(":")
             module = __import__(module_name, fromlist=["_"])
@@ -140,6 +142,14 @@ class PhaseClock:
                 self.leave()
 
         Node._handle_message = timed_message  # type: ignore[method-assign]
+
+    def _collection(self, phase: str, info: dict[str, Any]) -> None:
+        """The cyclic collector's runs are phases of their own (`gc:gen0`...), out of whatever
+        allocation set them off."""
+        if phase == "start":
+            self.enter(f"gc:gen{info.get('generation')}")
+        elif self._stack and self._stack[-1][0].startswith("gc:"):
+            self.leave()
 
     def to_json(self) -> dict[str, Any]:
         return {"total_s": self.clock() - self._start, "seconds": dict(self.seconds), "calls": dict(self.calls), "snapshots": self.snapshots}

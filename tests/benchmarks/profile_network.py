@@ -12,7 +12,9 @@ whole load: CPU per committed transfer (its signature workers included), its mai
 system time, context switches (voluntary, involuntary: preemptions) of the node and its workers, and a
 summary of its per-height timeline from the `steps_ms` of its commit lines (`height_segments`): how
 long after the height's start the block arrived (or was proposed), the precheck of its signatures,
-execution up to the prevote, the wait for the quorum, and the commit. Then, as the benchmark does,
+execution up to the prevote, the wait for the quorum, and the commit. And what its `status` counts over its
+life (`node_counters`): signatures checked and answered from its cache (one check per transaction
+is the design), its mempool's admissions and re-checks, transactions received from peers. Then, as the benchmark does,
 the same block hash and state root on every node and supply conserved.
 
 --cprofile NAME runs that validator under cProfile with a CPU-time clock for the whole load
@@ -54,6 +56,18 @@ from tests.benchmarks.results import measure_verify_rate
 ROOT = Path(__file__).resolve().parents[2]
 SEGMENTS = ("arrive", "precheck", "execute", "quorum", "commit", "total")
 _COMMIT_LINE = re.compile(r"committed height=(\d+) .*?txs=(\d+) .*?round=(\d+) .*?steps_ms=(\S+)")
+
+
+def node_counters(status: dict[str, Any]) -> dict[str, Any]:
+    """What a validator's `status` counts over its life: signatures checked and answered from its
+    cache, its mempool's admissions and re-checks, transactions received from peers."""
+    node_stats = status.get("node_stats", {})
+    return {
+        "signature_checks": status.get("signature_checks"),
+        "mempool": status.get("mempool"),
+        "txs_received": node_stats.get("txs_received"),
+        "tx_batches_dropped": node_stats.get("tx_batches_dropped"),
+    }
 
 
 class Height(NamedTuple):
@@ -224,6 +238,7 @@ def main() -> None:
                 "main_process_user_s": round(user, 2), "main_process_system_s": round(system, 2),
                 "context_switches_voluntary": voluntary, "context_switches_involuntary": involuntary,
                 "heights_ms": summarize_heights(rows),
+                "node": node_counters(rpc(entry, "status")),
             }))
         print(json.dumps(agreement(net.reload().validators)))
         if kind is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import functools
+import gc
 import json
 import logging
 import pstats
@@ -23,7 +24,7 @@ from consensus.config import ConsensusConfig
 from consensus.node import Node
 from tests.benchmarks.cprofile_node import calls_per_transfer
 from tests.benchmarks.cpu_phases_node import PhaseClock, callback_name, phases_per_transfer
-from tests.benchmarks.profile_network import ROOT, Height, height_segments, summarize_heights
+from tests.benchmarks.profile_network import ROOT, Height, height_segments, node_counters, summarize_heights
 from tests.ledger.helpers import transfer_tx
 from tests.node.helpers import wait_until
 from tests.node.test_node_inprocess import lone_validator_home
@@ -161,6 +162,46 @@ def test_phase_clock_takes_each_phases_inner_phases_out_of_its_time() -> None:
     assert phases.calls["failing"] == 1 and phases._stack == []  # a raising phase still ends
 
 
+def test_the_collectors_runs_are_phases_taken_out_of_the_phase_that_set_them_off() -> None:
+    now = [0.0]
+    phases = PhaseClock(lambda: now[0])
+
+    def allocating() -> None:
+        _spin(now, 1.0)
+        phases._collection("start", {"generation": 0})
+        _spin(now, 2.0)
+        phases._collection("stop", {"generation": 0})
+        _spin(now, 1.0)
+
+    phases.wrap(allocating, "allocating")()
+    assert dict(phases.seconds) == {"gc:gen0": 2.0, "allocating": 2.0}
+    phases.wrap(lambda: phases._collection("stop", {"generation": 1}), "late")()  # a stop whose start came before the callback
+    assert phases.calls["late"] == 1 and "gc:gen1" not in phases.calls and phases._stack == []
+    real = PhaseClock()
+    gc.callbacks.append(real._collection)
+    try:
+        gc.collect(1)
+    finally:
+        gc.callbacks.remove(real._collection)
+    assert real.calls == {"gc:gen1": 1} and real._stack == []
+
+
+def test_node_counters_pick_the_checks_the_mempool_and_the_gossip_out_of_a_status() -> None:
+    status = {
+        "height": 9,
+        "signature_checks": {"inline": 120, "spared": 3},
+        "mempool": {"txs": 2, "added": 118},
+        "node_stats": {"txs_received": 90, "tx_batches_dropped": 1, "relayed": 0},
+    }
+    assert node_counters(status) == {
+        "signature_checks": {"inline": 120, "spared": 3},
+        "mempool": {"txs": 2, "added": 118},
+        "txs_received": 90,
+        "tx_batches_dropped": 1,
+    }
+    assert node_counters({}) == {"signature_checks": None, "mempool": None, "txs_received": None, "tx_batches_dropped": None}
+
+
 def test_each_event_loop_callback_is_named_by_what_it_runs() -> None:
     async def stepping() -> None:
         await asyncio.sleep(0)
@@ -199,7 +240,8 @@ def test_class_and_static_methods_are_timed_as_what_they_are() -> None:
         assert _Wired.made(3) == (_Wired, 3) and _WiredChild.made(4) == (_WiredChild, 4)
         assert _Wired.plain(1) == 2 and _Wired().plain(2) == 3
     finally:
-        asyncio.events.Handle._run = _ORIGINAL_RUN  # install() timed the event loop too: undo for the tests after
+        asyncio.events.Handle._run = _ORIGINAL_RUN  # install() timed the event loop and the collector too: undo for the tests after
+        gc.callbacks.remove(phases._collection)
     assert phases.calls == {"_Wired.made": 2, "_Wired.plain": 2}
 
 
