@@ -68,15 +68,16 @@ INLINE_CHUNK = 256
 14 ms of decoding and signature checks)."""
 
 
-def prevalidate(raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+def prevalidate(raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[Tx | Rejected]:
     """Decode and verify signatures, without state (what a worker runs; also the fallback in this
-    process). The caller remembers the returned `Tx`s in its SignatureCache."""
+    process; `hashes`: each raw's sha256, if the caller has them). The caller remembers the returned
+    `Tx`s in its SignatureCache."""
     # every transaction decoded, then every signature checked: checks one after another keep
     # libsodium's tables in the processor's caches
     out: list[Tx | Rejected] = []
-    for raw in raws:
+    for i, raw in enumerate(raws):
         try:
-            tx = decode_tx(raw)
+            tx = decode_tx(raw, None if hashes is None else hashes[i])
             if tx.body["chain"] != chain_id:
                 raise Rejected(Code.WRONG_CHAIN, f"transaction is for chain {tx.body['chain']!r}, this is {chain_id!r}")
             out.append(tx)
@@ -164,10 +165,12 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
 
 
 class _InlineBatch:
-    __slots__ = ("raws", "chain_id", "done", "out", "future")
+    __slots__ = ("raws", "chain_id", "hashes", "done", "out", "future")
 
-    def __init__(self, raws: list[bytes], chain_id: str, future: asyncio.Future[list[Tx | Rejected]]) -> None:
-        self.raws, self.chain_id, self.future = raws, chain_id, future
+    def __init__(
+        self, raws: list[bytes], chain_id: str, future: asyncio.Future[list[Tx | Rejected]], hashes: list[bytes] | None = None
+    ) -> None:
+        self.raws, self.chain_id, self.future, self.hashes = raws, chain_id, future, hashes
         self.done = 0
         self.out: list[Tx | Rejected] = []
 
@@ -191,10 +194,13 @@ class InlineChecks:
         self.spared = 0
         """Transactions of a batch answered from the cache: checked meanwhile, elsewhere or in another batch."""
 
-    async def check(self, raws: list[bytes], chain_id: str, priority: bool = False) -> list[Tx | Rejected]:
+    async def check(
+        self, raws: list[bytes], chain_id: str, priority: bool = False, hashes: list[bytes] | None = None
+    ) -> list[Tx | Rejected]:
+        """`prevalidate(raws, chain_id, hashes)`, a chunk a turn of the loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Tx | Rejected]] = loop.create_future()
-        self._waiting[0 if priority else 1].append(_InlineBatch(raws, chain_id, future))
+        self._waiting[0 if priority else 1].append(_InlineBatch(raws, chain_id, future, hashes))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run())
         return await future
@@ -208,7 +214,9 @@ class InlineChecks:
                 queue.popleft()
                 continue
             try:
-                batch.out += self._check_chunk(batch.raws[batch.done : batch.done + INLINE_CHUNK], batch.chain_id)
+                end = batch.done + INLINE_CHUNK
+                hashes = None if batch.hashes is None else batch.hashes[batch.done : end]
+                batch.out += self._check_chunk(batch.raws[batch.done : end], batch.chain_id, hashes)
             except Exception as exc:  # a bug (every input has a verdict): that caller fails, not the others
                 queue.popleft()
                 batch.future.set_exception(exc)
@@ -219,16 +227,18 @@ class InlineChecks:
                 batch.future.set_result(batch.out)
             await asyncio.sleep(0)  # the loop's other callbacks run between two chunks
 
-    def _check_chunk(self, raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+    def _check_chunk(self, raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[Tx | Rejected]:
         cache = self._cache
         if cache is None:
             self.checked += len(raws)
-            return prevalidate(raws, chain_id)
+            return prevalidate(raws, chain_id, hashes)
         known = [cache.decoded(raw) for raw in raws]  # the node's cache: only transactions for its chain
         unknown = [raw for raw, tx in zip(raws, known) if tx is None]
+        if hashes is not None and len(unknown) < len(raws):
+            hashes = [h for h, tx in zip(hashes, known) if tx is None]
         self.checked += len(unknown)
         self.spared += len(raws) - len(unknown)
-        checked = prevalidate(unknown, chain_id)
+        checked = prevalidate(unknown, chain_id, hashes)
         for item in checked:
             if type(item) is Tx:
                 cache.remember(item)
@@ -370,7 +380,7 @@ class Verifier:
         if hashes is not None and len(hashes) != len(raws):
             raise ValueError("one hash per transaction")
         if self.workers == 0:
-            return await self._inline.check(raws, chain_id, self._priority)
+            return await self._inline.check(raws, chain_id, self._priority, hashes)
         for _ in range(2):  # a batch whose worker died runs once more, on a new one
             self._replace_dead()
             live = [w for w in self._pool if w.alive]
@@ -381,7 +391,7 @@ class Verifier:
                 return _decoded(raws, await worker.check(raws, chain_id), hashes)
             except WorkerGone:
                 continue
-        return prevalidate(raws, chain_id)
+        return prevalidate(raws, chain_id, hashes)
 
     def _replace_dead(self) -> None:
         for worker in [w for w in self._pool if not w.alive]:

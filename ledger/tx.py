@@ -201,8 +201,10 @@ def compute_sign_bytes(chain_id: str, body_bytes: bytes) -> bytes:
     return prefix + body_bytes
 
 
-def decode_tx(raw: bytes) -> Tx:
-    """Parse and check a transaction's form. Raises Rejected with a stable code on any defect."""
+def decode_tx(raw: bytes, tx_hash: bytes | None = None) -> Tx:
+    """Parse and check a transaction's form. Raises Rejected with a stable code on any defect.
+    `tx_hash`: sha256(raw), when the caller has just computed it from these very bytes (a node
+    hashes what a peer or client sends before it checks it), so it is not computed twice."""
     if not isinstance(raw, (bytes, bytearray)):
         raise Rejected(Code.TX_MALFORMED, "transaction must be bytes")
     raw = bytes(raw)
@@ -236,7 +238,7 @@ def decode_tx(raw: bytes) -> Tx:
         raise Rejected(Code.TX_MALFORMED, "body must be a map")
     if not plain:
         _check_body(body)
-    return Tx(raw, _sha256(raw).digest(), body_bytes, body, signatures)
+    return Tx(raw, _sha256(raw).digest() if tx_hash is None else tx_hash, body_bytes, body, signatures)
 
 
 _unpack_envelope = encoding.limited_unpacker(MAX_TX_BYTES, use_list=False)

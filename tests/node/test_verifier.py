@@ -102,9 +102,9 @@ def test_without_workers_a_priority_batch_goes_first_and_a_turn_checks_one_chunk
     checked_per_turn: list[int] = []
     real = prevalidate
 
-    def counting(raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+    def counting(raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[Tx | Rejected]:
         checked_per_turn[-1] += len(raws)
-        return real(raws, chain_id)
+        return real(raws, chain_id, hashes)
 
     async def main() -> list[str]:
         inline = InlineChecks()
@@ -152,9 +152,9 @@ def test_without_workers_a_signature_another_batch_checked_meanwhile_is_not_chec
     checked: list[bytes] = []
     real = prevalidate
 
-    def counting(raws: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+    def counting(raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[Tx | Rejected]:
         checked.extend(raws)
-        return real(raws, chain_id)
+        return real(raws, chain_id, hashes)
 
     async def main() -> tuple[list[Tx | Rejected], list[Tx | Rejected], InlineChecks, SignatureCache]:
         cache = SignatureCache()
@@ -174,12 +174,41 @@ def test_without_workers_a_signature_another_batch_checked_meanwhile_is_not_chec
     assert all(cache.decoded(raw) is not None for raw in gossip_raws[:-1]) and cache.decoded(bytes(forged)) is None
 
 
+def test_hashes_the_caller_has_are_used_not_computed_again_and_stay_with_their_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check(raws, chain, hashes)` without workers: each decoded transaction carries the hash the
+    caller gave for its bytes, none is computed again, and where the cache answers some of a chunk
+    the others keep their own hashes (the cache's transactions come back as they are)."""
+    raws = [transfer_tx(1, 2, 5, n) for n in range(INLINE_CHUNK + 10)]
+    known = raws[3:INLINE_CHUNK + 7:2]  # in the cache already, across both chunks
+    hashes = [sha256(raw) for raw in raws]
+    computed: list[bytes] = []
+    real_sha256 = __import__("hashlib").sha256
+
+    def counting_sha256(data: bytes = b"") -> Any:
+        computed.append(data)
+        return real_sha256(data)
+
+    async def main() -> list[Tx | Rejected]:
+        cache = SignatureCache()
+        for tx in prevalidate(known, CHAIN_ID):
+            cache.remember(tx)
+        monkeypatch.setattr("ledger.tx._sha256", counting_sha256)
+        return await Verifier(0, InlineChecks(cache)).check(raws, CHAIN_ID, hashes)
+
+    out = asyncio.run(main())
+    assert computed == []
+    assert [tx.hash for tx in out] == hashes  # type: ignore[union-attr]
+    assert [tx.raw for tx in out] == raws  # type: ignore[union-attr]
+    assert decode_tx(raws[0], hashes[0]) == decode_tx(raws[0])
+    assert prevalidate(raws[:4], CHAIN_ID, hashes[:4]) == prevalidate(raws[:4], CHAIN_ID)
+
+
 def test_without_workers_a_check_that_breaks_fails_its_caller_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """Should prevalidate ever raise (it gives every input a verdict), that batch's caller gets the
     error and the batches behind it are still checked."""
     raws = batch()
 
-    def broken_once(items: list[bytes], chain_id: str) -> list[Tx | Rejected]:
+    def broken_once(items: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[Tx | Rejected]:
         monkeypatch.setattr("consensus.verifier.prevalidate", prevalidate)
         raise RuntimeError("a bug")
 
