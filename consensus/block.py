@@ -68,6 +68,23 @@ def merkle_root(leaves: list[bytes] | tuple[bytes, ...]) -> bytes:
     return level[0]
 
 
+def txs_root(txs: tuple[bytes, ...]) -> bytes:
+    """`merkle_root` of a block's transactions. The last tuple's root is remembered, by identity (a
+    tuple of bytes never changes): a block made by `Block.build` checks its header against the root
+    `build` has just computed, and a proposer's block would hash its thousands of transactions twice."""
+    last_txs, last_root = _LAST_TXS_ROOT
+    if txs is last_txs:
+        return last_root
+    root = merkle_root(txs)
+    if type(txs) is tuple:  # not a list, which could change under the same identity
+        _LAST_TXS_ROOT[:] = (txs, root)
+    return root
+
+
+_LAST_TXS_ROOT: list[Any] = [None, b""]
+"""The last (transactions, root) of `txs_root`."""
+
+
 def evidence_root(evidence: tuple[DuplicateVoteEvidence, ...]) -> bytes:
     return merkle_root([e.to_bytes() for e in evidence])
 
@@ -154,7 +171,7 @@ class Block(WireMessage):
         for ev in self.evidence:
             if ev.height >= self.header.height:
                 raise MessageInvalid("block.evidence: evidence must be from an earlier height")
-        if merkle_root(self.txs) != self.header.txs_hash:
+        if txs_root(self.txs) != self.header.txs_hash:
             raise MessageInvalid("block: header.txs_hash does not match the transactions")
         if evidence_root(self.evidence) != self.header.evidence_hash:
             raise MessageInvalid("block: header.evidence_hash does not match the evidence")
@@ -179,7 +196,7 @@ class Block(WireMessage):
             height=height,
             time_ms=time_ms,
             prev_block_hash=prev_block_hash,
-            txs_hash=merkle_root(txs),
+            txs_hash=txs_root(txs),
             evidence_hash=evidence_root(evidence),
             state_root=state_root,
             proposer=proposer,

@@ -477,8 +477,8 @@ class Node:
                     for future in waiting:
                         if not future.done():
                             future.set_result(result)
-        summary = {"header": header_to_json(committed.block), "tx_hashes": [tx.hash.hex() for tx in committed.txs]}
-        self.feed.publish(summary)
+        if self.feed:  # a summary only for subscribers: the hex of a block's every hash is not free
+            self.feed.publish({"header": header_to_json(committed.block), "tx_hashes": [tx.hash.hex() for tx in committed.txs]})
         log.info(
             "committed height=%d hash=%s txs=%d time_ms=%d round=%d state_root=%s steps_ms=%s",
             height,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.block import Block, Header, merkle_root
+from consensus.block import Block, Header, merkle_root, txs_root
 from consensus.errors import MessageInvalid
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.testing import keypairs, sign_vote
@@ -78,6 +78,30 @@ def test_body_that_does_not_match_the_header_is_rejected() -> None:
     wire["txs"] = [b"tx2", b"tx1"]
     with pytest.raises(MessageInvalid):
         Block.from_wire(wire)
+
+
+def test_a_built_block_hashes_its_transactions_once_and_a_new_tuple_is_hashed_anew(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Block.build` computes the root and the block's own check reuses it (the same tuple); equal
+    transactions in another tuple, or in a list, are hashed again, so the root is never stale."""
+    hashed: list[object] = []
+
+    def counting(leaves: list[bytes] | tuple[bytes, ...]) -> bytes:
+        hashed.append(leaves)
+        return merkle_root(leaves)
+
+    monkeypatch.setattr("consensus.block.merkle_root", counting)
+    txs = (b"tx-a", b"tx-b", b"tx-c")
+    built = block(txs=txs)
+    assert [h for h in hashed if h is txs] == [txs] and built.header.txs_hash == merkle_root(txs)
+    same_content = tuple(bytes(t) for t in (b"tx-a", b"tx-b", b"tx-c"))
+    hashed.clear()
+    assert txs_root(same_content) == merkle_root(txs) and hashed == [same_content]
+    listed = [b"tx-a", b"tx-b"]
+    assert txs_root(listed) == merkle_root(listed)
+    listed.append(b"tx-c")
+    assert txs_root(listed) == merkle_root(txs)  # a list is never remembered
+    with pytest.raises(MessageInvalid, match="txs_hash"):
+        Block(built.header, (b"tx-a", b"tx-b"), ())
 
 
 def test_evidence_must_come_from_an_earlier_height() -> None:
