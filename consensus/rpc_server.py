@@ -134,6 +134,13 @@ def error_response(request_id: Any, error: RpcError) -> str:
 _BAD_ID = error_response(None, RpcError(ErrorCode.INVALID_REQUEST, "id must be a string, a number or null"))
 
 
+def submitted_answer(request_id: Any, tx_hash_hex: str) -> str:
+    """The answer to an admitted `submit_tx`, `{"hash": hex}` (a valid id), as `dumps` writes it,
+    formatted directly: the bulk of a batch of submissions, at a third of the encoder's cost."""
+    id_text = str(request_id) if type(request_id) is int else _ENCODER.encode(request_id)
+    return '{"jsonrpc":"2.0","id":' + id_text + ',"result":{"hash":"' + tx_hash_hex + '"}}'
+
+
 def _is_valid_id(value: Any, max_chars: int) -> bool:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return True
@@ -291,7 +298,10 @@ class RpcServer:
         finally:
             self.in_flight -= len(raws)
         for (position, request_id, is_notification), result in zip(calls, results, strict=True):
-            answers[position] = self._answer(request_id, is_notification, "submit_tx", result)
+            if type(result) is dict and not is_notification:  # admitted: {"hash": hex}, most of a batch
+                answers[position] = submitted_answer(request_id, result["hash"])
+            else:
+                answers[position] = self._answer(request_id, is_notification, "submit_tx", result)
         return answers
 
     @staticmethod

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consensus.rpc_methods import ErrorCode
-from consensus.rpc_server import RateLimiter, RpcConfig
+from consensus.rpc_server import RateLimiter, RpcConfig, RpcServer, submitted_answer
 from ledger.crypto import sha256
 from tests.ledger.helpers import key, transfer_tx
 from tests.rpc.conftest import COIN, rpc_genesis
@@ -114,6 +114,14 @@ def _submit_call(kind: str, position: int) -> dict[str, Any]:
     elif kind == "bad_version":
         call["jsonrpc"] = "1.0"
     return call
+
+
+@given(request_id=st.one_of(st.none(), st.integers(), st.text(max_size=40), st.floats(allow_nan=False, allow_infinity=False)))
+def test_an_admitted_submissions_answer_is_what_the_encoder_writes(request_id: object) -> None:
+    """The batch path formats an admitted submit_tx's answer itself; it is the encoder's text."""
+    tx_hash = sha256(str(request_id).encode()).hex()
+    assert submitted_answer(request_id, tx_hash) == RpcServer._answer(request_id, False, "submit_tx", {"hash": tx_hash})
+    assert json.loads(submitted_answer(request_id, tx_hash)) == {"jsonrpc": "2.0", "id": request_id, "result": {"hash": tx_hash}}
 
 
 CALL_KINDS = ("ok", "notification", "overdraft", "bad_signature", "not_hex", "unknown_param", "bad_id", "bad_version")
