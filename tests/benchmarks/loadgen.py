@@ -3,7 +3,8 @@
     python -m tests.benchmarks.loadgen --devnet DIR --accounts N --seconds S --rates R1,R2,... --out FILE
 
 Each step offers rate R for S seconds of pre-signed transfers (signed, and their JSON-RPC batch
-bodies built, before the step starts, so the step costs the generator only HTTP). Transactions go
+bodies built, before the step starts, so the step costs the generator only sending them, over one
+websocket per validator: `Submitter`). Transactions go
 out on a fixed schedule every TICK_S whatever the answers (open loop); a transaction's latency runs from its scheduled submit time to the
 moment a `new_block` notification naming it arrives on a websocket subscription to the first
 validator. Account i submits only to validator i mod 4, and an account's consecutive transfers are
@@ -38,11 +39,12 @@ from ledger.crypto import Keypair, sha256
 
 TICK_S = 0.02
 BATCH_MAX = 100
-"""JSON-RPC calls per HTTP batch (the server's max_batch)."""
-IN_FLIGHT_MAX = 32
-"""HTTP requests outstanding per validator; later ones wait their turn (their latency still runs
-from their scheduled time, so a slow submit path shows as latency, not as dropped transfers)."""
-JSON_HEADERS = {"Content-Type": "application/json"}
+"""JSON-RPC calls per batch (the server's max_batch)."""
+IN_FLIGHT_MAX = 16
+"""Batches outstanding per validator; later ones wait their turn (their latency still runs from
+their scheduled time, so a slow submit path shows as latency, not as dropped transfers). Below the
+server's max_pending_per_websocket (32), which a batch's answer can reach before its call is done."""
+ANSWER_TIMEOUT_S = 30.0
 DRAIN_S = 4.0
 KEEP_UP = 0.97
 PLAN_SLICE = 2_000
@@ -53,6 +55,76 @@ AMOUNT = 1
 def _percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else None
+
+
+def _first_id(answer: str) -> int | None:
+    """The id of the first answer in a batch's answer text (`[{"jsonrpc":"2.0","id":7,...`), or
+    None (an error about the whole message has id null)."""
+    at = answer.find('"id":')
+    if at < 0:
+        return None
+    try:
+        return int(answer[at + 5 : answer.find(",", at)])
+    except ValueError:
+        return None
+
+
+class Submitter:
+    """One validator's websocket for submissions (its RPC's `/ws`): each JSON-RPC batch goes out as
+    one text message, and its answer is matched back by the id of its first call (the generator's
+    call ids are unique). A message costs the node and the generator far less than an HTTP request
+    each (tests/benchmarks/README, "submission transport"); CometBFT's load generators submit over
+    websockets too. If the connection ends, the batches waiting on it fail (counted as refused)
+    and the next batch connects again."""
+
+    def __init__(self, rpc_url: str) -> None:
+        self.url = rpc_url.replace("http://", "ws://") + "/ws"
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()
+        self._waiting: dict[int, asyncio.Future[str]] = {}
+
+    async def call(self, session: aiohttp.ClientSession, first_id: int, body: str) -> str:
+        """Send one batch; its answer's text."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiting[first_id] = future
+        try:
+            ws = await self._connection(session)
+            await ws.send_str(body)
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                return await future
+        finally:
+            self._waiting.pop(first_id, None)
+
+    async def _connection(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+        async with self._connecting:
+            if self._ws is None or self._ws.closed:
+                self._ws = await session.ws_connect(self.url, max_msg_size=1 << 26, heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_close=10))
+                self._reader = asyncio.create_task(self._read(self._ws))
+            return self._ws
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                first_id = _first_id(msg.data)
+                if first_id is not None:
+                    future = self._waiting.get(first_id)  # None: a batch that gave up waiting
+                else:  # an error about a whole message: the oldest batch's
+                    future = next(iter(self._waiting.values()), None)
+                if future is not None and not future.done():
+                    future.set_result(msg.data)
+        finally:
+            for future in list(self._waiting.values()):
+                if not future.done():
+                    future.set_exception(ConnectionError(f"the submission websocket closed ({ws.close_code})"))
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
 
 
 def account_key(i: int) -> Keypair:
@@ -73,6 +145,9 @@ class Generator:
         self.refused: int = 0
         self.refusals: dict[str, int] = {}
         self.in_flight = [asyncio.Semaphore(IN_FLIGHT_MAX) for _ in self.urls]
+        self.submitters = [Submitter(url) for url in self.urls]
+        self.next_call_id = 0
+        """The id of the next submit_tx call planned: unique across the run, so answers match their batch."""
         self.late_ticks = 0
         self.blocks: list[tuple[float, int]] = []
         self.last_height: int | None = None
@@ -146,16 +221,15 @@ class Generator:
                 block = (await response.json(content_type=None))["result"]
             self._record_block(height, [sha256(bytes.fromhex(raw)).hex() for raw in block["txs"]], time.monotonic())
 
-    async def _post(self, session: aiohttp.ClientSession, node: int, body: bytes, count: int, at: float) -> None:
+    async def _post(self, session: aiohttp.ClientSession, node: int, body: str, count: int, first_id: int, at: float) -> None:
         async with self.in_flight[node]:
-            await self._send(session, node, body, count)
+            await self._send(session, node, body, count, first_id)
         self.acks.append(time.monotonic() - at)  # scheduled submit to the node's answer (admitted)
 
-    async def _send(self, session: aiohttp.ClientSession, node: int, body: bytes, count: int) -> None:
+    async def _send(self, session: aiohttp.ClientSession, node: int, body: str, count: int, first_id: int) -> None:
         try:
-            async with session.post(self.urls[node] + "/", data=body, headers=JSON_HEADERS) as response:
-                text = await response.read()
-            if b'"error"' not in text:
+            text = await self.submitters[node].call(session, first_id, body)
+            if '"error"' not in text:
                 return  # every call answered with a result: no need to parse the answer
             answer = json.loads(text)
             if not isinstance(answer, list):
@@ -174,9 +248,9 @@ class Generator:
         if self.window_pid is not None:
             os.kill(self.window_pid, signal.SIGUSR1)
 
-    async def plan(self, rate: float, seconds: float) -> list[tuple[list[bytes], list[tuple[int, bytes, int]]]]:
+    async def plan(self, rate: float, seconds: float) -> list[tuple[list[bytes], list[tuple[int, str, int, int]]]]:
         """The step's schedule, built before it starts: for each tick, the hashes it submits and its
-        HTTP requests (validator, JSON-RPC batch body, calls in it), so the step itself only posts.
+        batches (validator, JSON-RPC batch text, calls in it, the first call's id), so the step itself only sends.
         Built in slices with the event loop's turns in between: signing a step's transfers takes
         seconds, and a loop held that long answers none of the node's websocket pings, so the node
         closed the block subscription as dead before each step (a gap, fetched again by `_backfill`)."""
@@ -197,10 +271,12 @@ class Generator:
             for node, raws in per_node.items():
                 for i in range(0, len(raws), BATCH_MAX):
                     chunk = raws[i : i + BATCH_MAX]
+                    first = self.next_call_id
+                    self.next_call_id += len(chunk)
                     calls = ",".join(
-                        f'{{"jsonrpc":"2.0","id":{j},"method":"submit_tx","params":{{"tx":"{raw.hex()}"}}}}' for j, raw in enumerate(chunk)
+                        f'{{"jsonrpc":"2.0","id":{first + j},"method":"submit_tx","params":{{"tx":"{raw.hex()}"}}}}' for j, raw in enumerate(chunk)
                     )
-                    requests.append((node, f"[{calls}]".encode(), len(chunk)))
+                    requests.append((node, f"[{calls}]", len(chunk), first))
             ticks.append(([h for _, _, h in txs[sent:due]], requests))
             sent = due
             tick += 1
@@ -226,8 +302,8 @@ class Generator:
             if tick == 0:
                 self._mark_window()
             scheduled.extend((h, at) for h in hashes)
-            for node, body, count in requests:
-                task = asyncio.create_task(self._post(session, node, body, count, at))
+            for node, body, count, first_id in requests:
+                task = asyncio.create_task(self._post(session, node, body, count, first_id, at))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         if not ticks:
@@ -316,6 +392,8 @@ async def run(
         if best is not None and half_step:
             await gen.settle(session, 5.0)
             half = await gen.step(session, best["committed_per_s"] / 2, seconds)
+        for submitter in gen.submitters:
+            await submitter.close()
         watcher.cancel()
         try:
             await watcher

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from consensus.config import ConsensusConfig
 from consensus.node import Node
 from ledger.crypto import sha256
-from tests.benchmarks.loadgen import PLAN_SLICE, Generator, run
+from tests.benchmarks.loadgen import PLAN_SLICE, Generator, _first_id, run
 from tests.ledger.helpers import transfer_tx
 from tests.node.helpers import LoopTurns, wait_until
 from tests.node.test_node_inprocess import lone_validator_home
@@ -129,7 +130,7 @@ def test_planning_a_step_leaves_the_event_loop_turns_between_slices() -> None:
     gen = Generator({"chain_id": "c", "validators": [{"rpc_url": "http://127.0.0.1:9"}, {"rpc_url": "http://127.0.0.1:10"}]}, 7)
     count = 2 * PLAN_SLICE + 5
 
-    async def main() -> tuple[list[tuple[list[bytes], list[tuple[int, bytes, int]]]], int]:
+    async def main() -> tuple[list[tuple[list[bytes], list[tuple[int, str, int, int]]]], int]:
         async with LoopTurns() as turns:
             ticks = await gen.plan(count / 2.0, 2.0)
         return ticks, turns.count
@@ -137,5 +138,84 @@ def test_planning_a_step_leaves_the_event_loop_turns_between_slices() -> None:
     ticks, turns = asyncio.run(main())
     assert turns >= count // PLAN_SLICE + 1
     assert sum(len(hashes) for hashes, _ in ticks) == count and sum(gen.nonces) == count
-    assert sum(calls for _, requests in ticks for _, _, calls in requests) == count
-    assert {node for _, requests in ticks for node, _, _ in requests} == {0, 1}
+    assert sum(calls for _, requests in ticks for _, _, calls, _ in requests) == count
+    assert {node for _, requests in ticks for node, _, _, _ in requests} == {0, 1}
+    ids = [item["id"] for _, requests in ticks for _, body, _, _ in requests for item in json.loads(body)]
+    assert ids == list(range(count))  # unique across the step, so each answer finds its batch
+    assert all(json.loads(body)[0]["id"] == first for _, requests in ticks for _, body, _, first in requests)
+
+
+def _batch(first_id: int, raws: list[bytes]) -> str:
+    return "[" + ",".join(f'{{"jsonrpc":"2.0","id":{first_id + j},"method":"submit_tx","params":{{"tx":"{raw.hex()}"}}}}' for j, raw in enumerate(raws)) + "]"
+
+
+def test_batches_go_over_one_websocket_and_each_answer_finds_its_batch(tmp_path: Path) -> None:
+    """A validator's batches share one websocket; answers are matched by their first call's id,
+    refusals are counted by their message, and a connection the node ends is made again."""
+    home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=50, empty_block_interval_ms=100))
+
+    async def main() -> None:
+        node = Node(home.root)
+        await node.start()
+        try:
+            gen = Generator({"chain_id": node.chain_id, "validators": [{"rpc_url": node.rpc.url}]}, 0)
+            submitter = gen.submitters[0]
+            async with aiohttp.ClientSession() as session:
+                raws = [transfer_tx(1, 2, 1, n) for n in range(3)]
+                first, second = await asyncio.gather(submitter.call(session, 10, _batch(10, raws[:2])), submitter.call(session, 20, _batch(20, raws[2:])))
+                assert [(a["id"], a["result"]["hash"]) for a in json.loads(first)] == [(10, sha256(raws[0]).hex()), (11, sha256(raws[1]).hex())]
+                assert [(a["id"], a["result"]["hash"]) for a in json.loads(second)] == [(20, sha256(raws[2]).hex())]
+                assert len(node.rpc.websockets) == 1
+                for conn in list(node.rpc.websockets):  # the node ends the connection
+                    await conn.close()
+                await wait_until(lambda: submitter._ws is not None and submitter._ws.closed, 20, "the close seen")
+                await gen._send(session, 0, _batch(30, [transfer_tx(1, 2, 1, 3)]), 1, 30)  # connects again
+                forged = bytearray(transfer_tx(1, 2, 1, 4))
+                forged[-1] ^= 1
+                await gen._send(session, 0, _batch(40, [bytes(forged), transfer_tx(1, 2, 1, 4)]), 2, 40)
+                assert gen.refused == 1 and sum(gen.refusals.values()) == 1 and sha256(transfer_tx(1, 2, 1, 3)) in node.mempool
+                await submitter.close()
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_a_batch_waiting_on_a_websocket_that_ends_is_refused_and_an_error_without_id_goes_to_the_oldest() -> None:
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if "close-please" in msg.data:
+                await ws.close()
+            elif "null-please" in msg.data:
+                await ws.send_str('{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"busy"}}')
+        return ws
+
+    async def main() -> tuple[Generator, str]:
+        app = web.Application()
+        app.router.add_get("/ws", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            gen = Generator({"chain_id": "c", "validators": [{"rpc_url": f"http://127.0.0.1:{port}"}]}, 0)
+            async with aiohttp.ClientSession() as session:
+                answer = await gen.submitters[0].call(session, 5, '[{"id":5,"null-please":1}]')
+                await gen._send(session, 0, '[{"id":7,"close-please":1}]', 3, 7)
+                await gen.submitters[0].close()
+            return gen, answer
+        finally:
+            await runner.cleanup()
+
+    gen, answer = asyncio.run(main())
+    assert json.loads(answer)["error"]["message"] == "busy"
+    assert gen.refused == 3 and gen.refusals == {"ConnectionError": 3}
+
+
+def test_the_first_id_of_an_answer_is_read_without_parsing_it() -> None:
+    assert _first_id('[{"jsonrpc":"2.0","id":42,"result":{"hash":"ab"}},{"jsonrpc":"2.0","id":43}]') == 42
+    assert _first_id('{"jsonrpc":"2.0","id":null,"error":{"code":1}}') is None
+    assert _first_id("[]") is None
