@@ -73,7 +73,7 @@ class Submitter:
     """One validator's websocket for submissions (its RPC's `/ws`): each JSON-RPC batch goes out as
     one text message, and its answer is matched back by the id of its first call (the generator's
     call ids are unique). A message costs the node and the generator far less than an HTTP request
-    each (tests/benchmarks/README, "submission transport"); CometBFT's load generators submit over
+    each (README, "Performance"); CometBFT's load generators submit over
     websockets too. If the connection ends, the batches waiting on it fail (counted as refused)
     and the next batch connects again."""
 

@@ -5,9 +5,11 @@ step is never scored on a silent subscription."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -23,34 +25,38 @@ from tests.node.helpers import LoopTurns, wait_until
 from tests.node.test_node_inprocess import lone_validator_home
 
 
-def test_the_watcher_resubscribes_and_fetches_the_blocks_it_missed(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def _aimed_at_a_lone_validator(tmp_path: Path) -> AsyncIterator[tuple[Node, Generator]]:
+    """A lone validator, started, and a generator (no accounts of its own) aimed at it."""
     home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=50, empty_block_interval_ms=100))
+    node = Node(home.root)
+    await node.start()
+    try:
+        yield node, Generator({"chain_id": node.chain_id, "validators": [{"rpc_url": node.rpc.url}]}, 0)
+    finally:
+        await node.stop()
 
+
+def test_the_watcher_resubscribes_and_fetches_the_blocks_it_missed(tmp_path: Path) -> None:
     async def main() -> None:
-        node = Node(home.root)
-        await node.start()
-        try:
-            gen = Generator({"chain_id": node.chain_id, "validators": [{"rpc_url": node.rpc.url}]}, 0)
-            async with aiohttp.ClientSession() as session:
-                watcher = asyncio.create_task(gen.watch(session))
-                try:
-                    await wait_until(lambda: gen.last_height is not None, 20, "a first block")
-                    for conn in list(node.rpc.websockets):  # the node ends the subscription
-                        await conn.close()
-                    raw = transfer_tx(1, 2, 1, 0)
-                    await node.submit_tx(raw)
-                    await wait_until(lambda: gen.watch_gaps >= 1 and sha256(raw) in gen.committed_at, 20, "the commit seen after the gap")
-                    # the missed blocks, fetched: heights from before the gap up to the head
-                    before = gen.last_height
-                    gen.last_height = 0
-                    gen.committed_at.clear()
-                    await gen._backfill(session)
-                    assert sha256(raw) in gen.committed_at and gen.last_height >= before
-                finally:
-                    watcher.cancel()
-                    await asyncio.gather(watcher, return_exceptions=True)
-        finally:
-            await node.stop()
+        async with _aimed_at_a_lone_validator(tmp_path) as (node, gen), aiohttp.ClientSession() as session:
+            watcher = asyncio.create_task(gen.watch(session))
+            try:
+                await wait_until(lambda: gen.last_height is not None, 20, "a first block")
+                for conn in list(node.rpc.websockets):  # the node ends the subscription
+                    await conn.close()
+                raw = transfer_tx(1, 2, 1, 0)
+                await node.submit_tx(raw)
+                await wait_until(lambda: gen.watch_gaps >= 1 and sha256(raw) in gen.committed_at, 20, "the commit seen after the gap")
+                # the missed blocks, fetched: heights from before the gap up to the head
+                before = gen.last_height
+                gen.last_height = 0
+                gen.committed_at.clear()
+                await gen._backfill(session)
+                assert sha256(raw) in gen.committed_at and gen.last_height >= before
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
 
     asyncio.run(main())
 
@@ -152,31 +158,24 @@ def _batch(first_id: int, raws: list[bytes]) -> str:
 def test_batches_go_over_one_websocket_and_each_answer_finds_its_batch(tmp_path: Path) -> None:
     """A validator's batches share one websocket; answers are matched by their first call's id,
     refusals are counted by their message, and a connection the node ends is made again."""
-    home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=50, empty_block_interval_ms=100))
 
     async def main() -> None:
-        node = Node(home.root)
-        await node.start()
-        try:
-            gen = Generator({"chain_id": node.chain_id, "validators": [{"rpc_url": node.rpc.url}]}, 0)
+        async with _aimed_at_a_lone_validator(tmp_path) as (node, gen), aiohttp.ClientSession() as session:
             submitter = gen.submitters[0]
-            async with aiohttp.ClientSession() as session:
-                raws = [transfer_tx(1, 2, 1, n) for n in range(3)]
-                first, second = await asyncio.gather(submitter.call(session, 10, _batch(10, raws[:2])), submitter.call(session, 20, _batch(20, raws[2:])))
-                assert [(a["id"], a["result"]["hash"]) for a in json.loads(first)] == [(10, sha256(raws[0]).hex()), (11, sha256(raws[1]).hex())]
-                assert [(a["id"], a["result"]["hash"]) for a in json.loads(second)] == [(20, sha256(raws[2]).hex())]
-                assert len(node.rpc.websockets) == 1
-                for conn in list(node.rpc.websockets):  # the node ends the connection
-                    await conn.close()
-                await wait_until(lambda: submitter._ws is not None and submitter._ws.closed, 20, "the close seen")
-                await gen._send(session, 0, _batch(30, [transfer_tx(1, 2, 1, 3)]), 1, 30)  # connects again
-                forged = bytearray(transfer_tx(1, 2, 1, 4))
-                forged[-1] ^= 1
-                await gen._send(session, 0, _batch(40, [bytes(forged), transfer_tx(1, 2, 1, 4)]), 2, 40)
-                assert gen.refused == 1 and sum(gen.refusals.values()) == 1 and sha256(transfer_tx(1, 2, 1, 3)) in node.mempool
-                await submitter.close()
-        finally:
-            await node.stop()
+            raws = [transfer_tx(1, 2, 1, n) for n in range(3)]
+            first, second = await asyncio.gather(submitter.call(session, 10, _batch(10, raws[:2])), submitter.call(session, 20, _batch(20, raws[2:])))
+            assert [(a["id"], a["result"]["hash"]) for a in json.loads(first)] == [(10, sha256(raws[0]).hex()), (11, sha256(raws[1]).hex())]
+            assert [(a["id"], a["result"]["hash"]) for a in json.loads(second)] == [(20, sha256(raws[2]).hex())]
+            assert len(node.rpc.websockets) == 1
+            for conn in list(node.rpc.websockets):  # the node ends the connection
+                await conn.close()
+            await wait_until(lambda: submitter._ws is not None and submitter._ws.closed, 20, "the close seen")
+            await gen._send(session, 0, _batch(30, [transfer_tx(1, 2, 1, 3)]), 1, 30)  # connects again
+            forged = bytearray(transfer_tx(1, 2, 1, 4))
+            forged[-1] ^= 1
+            await gen._send(session, 0, _batch(40, [bytes(forged), transfer_tx(1, 2, 1, 4)]), 2, 40)
+            assert gen.refused == 1 and sum(gen.refusals.values()) == 1 and sha256(transfer_tx(1, 2, 1, 3)) in node.mempool
+            await submitter.close()
 
     asyncio.run(main())
 
