@@ -86,37 +86,41 @@ class Submitter:
 
     async def call(self, session: aiohttp.ClientSession, first_id: int, body: str) -> str:
         """Send one batch; its answer's text."""
+        ws, waiting = await self._connection(session)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._waiting[first_id] = future
+        waiting[first_id] = future
         try:
-            ws = await self._connection(session)
             await ws.send_str(body)
             async with asyncio.timeout(ANSWER_TIMEOUT_S):
                 return await future
         finally:
-            self._waiting.pop(first_id, None)
+            waiting.pop(first_id, None)
 
-    async def _connection(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+    async def _connection(self, session: aiohttp.ClientSession) -> tuple[aiohttp.ClientWebSocketResponse, dict[int, asyncio.Future[str]]]:
+        """The open connection and the batches waiting on it (each connection its own: a closed one
+        fails only what was sent on it)."""
         async with self._connecting:
             if self._ws is None or self._ws.closed:
                 self._ws = await session.ws_connect(self.url, max_msg_size=1 << 26, heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_close=10))
-                self._reader = asyncio.create_task(self._read(self._ws))
-            return self._ws
+                self._waiting = {}
+                self._reader = asyncio.create_task(self._read(self._ws, self._waiting))
+            return self._ws, self._waiting
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    @staticmethod
+    async def _read(ws: aiohttp.ClientWebSocketResponse, waiting: dict[int, asyncio.Future[str]]) -> None:
         try:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break
                 first_id = _first_id(msg.data)
                 if first_id is not None:
-                    future = self._waiting.get(first_id)  # None: a batch that gave up waiting
+                    future = waiting.get(first_id)  # None: a batch that gave up waiting
                 else:  # an error about a whole message: the oldest batch's
-                    future = next(iter(self._waiting.values()), None)
+                    future = next(iter(waiting.values()), None)
                 if future is not None and not future.done():
                     future.set_result(msg.data)
         finally:
-            for future in list(self._waiting.values()):
+            for future in list(waiting.values()):
                 if not future.done():
                     future.set_exception(ConnectionError(f"the submission websocket closed ({ws.close_code})"))
 
