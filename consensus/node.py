@@ -83,7 +83,7 @@ from consensus.rpc_server import RpcConfig, RpcServer
 from consensus.signer import Signer
 from consensus.signer_guard import ConsensusWAL, FileSignerGuard
 from consensus.types import CommitCertificate, Proposal, Vote, VoteKind, vote_sign_bytes
-from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, Rejected, SignatureCache, Tx, detached
+from ledger import Genesis, InvariantViolation, LedgerDB, LevelDBStore, Rejected, SignatureCache, Tx, decode_tx, detached
 from ledger.crypto import sha256
 from ledger.encoding import encode_fast
 
@@ -454,6 +454,7 @@ class Node:
         header = committed.block.header
         height = header.height
         self.mempool.update((tx.hash for tx in committed.txs), recheck_now=RECHECK_CHUNK)
+        self.verified.forget_decoded(committed.txs)
         if self.mempool.rechecking and self._recheck_task is None:
             assert self._mempool_ready is not None
             self._mempool_ready.clear()
@@ -916,12 +917,11 @@ class Node:
                 for raw, tx_hash in zip(batch, hashes):
                     if tx_hash in self.mempool:
                         continue
-                    tx = self.verified.decoded(raw) if tx_hash in self.verified else None
-                    if tx is None:
+                    if tx_hash not in self.verified:
                         raws.append(raw)
                         raw_hashes.append(tx_hash)
-                    else:
-                        known[raw] = tx
+                    else:  # checked here before: decoded again if need be (committed), never checked again
+                        known[raw] = self.verified.decoded(raw) or _decoded_again(raw, tx_hash)
             check = asyncio.ensure_future(self._verifier.check(raws, self.chain_id, raw_hashes))
             self._tasks.add(check)  # cancelled by stop; its failure costs one batch, not the node (below)
             check.add_done_callback(self._tasks.discard)
@@ -1242,6 +1242,15 @@ def _hash_list(payload: Any, kind: str) -> list[bytes]:
     ):
         raise MessageInvalid(f"{kind} frame: a list of at most {TX_HASHES_PER_FRAME} 32-byte hashes")
     return payload
+
+
+def _decoded_again(raw: bytes, tx_hash: bytes) -> Tx | Rejected:
+    """A transaction whose signatures this node checked, whose decoded form it no longer keeps (it
+    was committed: `SignatureCache.forget_decoded`): decoded, its hash as computed."""
+    try:
+        return decode_tx(raw, tx_hash)
+    except Rejected as exc:  # it decoded when it was checked: cannot happen
+        return detached(exc)
 
 
 def _is_new_tx(tx_hash: bytes, mempool: Mempool, verified: SignatureCache) -> bool:

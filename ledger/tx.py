@@ -9,7 +9,7 @@ The transaction hash is SHA-256 of the whole wire form. See specs/monetary.md, "
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -401,6 +401,16 @@ class SignatureCache:
     def decoded(self, raw: bytes) -> Tx | None:
         """The verified transaction with these wire bytes, if it is still kept decoded."""
         return self._decoded.get(raw)
+
+    def forget_decoded(self, txs: Iterable[Tx]) -> None:
+        """Stop keeping these transactions decoded (a node's just committed ones: nothing decodes
+        them again but a late copy from a peer, which finds its hash here and is decoded, not
+        checked again). Their hashes stay: what is kept decoded is then what is pending, not the
+        last `decoded_capacity` transactions the node saw, and a long-loaded node's heap holds
+        that many fewer objects."""
+        decoded = self._decoded
+        for tx in txs:
+            decoded.pop(tx.raw, None)
 
     def __len__(self) -> int:
         return len(self._hashes)

@@ -64,6 +64,24 @@ def test_the_cache_is_bounded() -> None:
     assert cache.decoded(transfer_tx(1, 2, 10, 11)) is not None  # the newest are kept
 
 
+def test_a_forgotten_decoding_keeps_the_hash_so_the_signature_is_not_checked_again() -> None:
+    """What a node does with the transactions it committed (`forget_decoded`): the decoded form
+    goes, the hash stays; the same bytes are then decoded, never verified again."""
+    db = LedgerDB(MemoryStore(), make_genesis({1: 1_000, 2: 0}))
+    cache = SignatureCache()
+    kept, committed = (decode_tx(transfer_tx(1, 2, 10, nonce)) for nonce in (0, 1))
+    cache.remember(kept)
+    cache.remember(committed)
+    cache.forget_decoded([committed, decode_tx(transfer_tx(1, 2, 10, 5))])  # one it never held: no matter
+    assert cache.decoded(committed.raw) is None and committed.hash in cache
+    assert cache.decoded(kept.raw) is kept and len(cache) == 2
+    with mock.patch.object(transition, "verify_tx_signatures", side_effect=AssertionError("verified twice")):
+        assert process_tx(db.view(), kept.raw, cache) is kept
+        view = db.view()
+        process_tx(view, kept.raw, cache)
+        assert process_tx(view, committed.raw, cache).hash == committed.hash
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     period=st.integers(0, 4),

@@ -278,3 +278,41 @@ def test_without_workers_a_block_of_unseen_transactions_is_checked_here_and_appl
         assert n1.blocks.block_hash(height) == n0.blocks.block_hash(height) and n1.ledger.state_root == n0.ledger.state_root
 
     asyncio.run(run_nodes(node_homes, links, scenario))
+
+
+def test_a_late_copy_of_a_committed_transaction_is_decoded_not_checked_again(tmp_path: Path) -> None:
+    """A node forgets the decoded form of what it commits (`SignatureCache.forget_decoded`: its
+    heap holds what is pending, not the last 50,000 transactions it saw) and keeps the hashes. So
+    a peer's copy that arrives after the commit (n0's gossip to n1, held back until n1 has applied
+    the blocks that carry them) goes to no signature check: n1 decodes it again and refuses it
+    (its nonce is used), and it is not pending."""
+    links = {0: (), 1: (0,)}
+    node_homes = homes(tmp_path, links, validators=1, signature_workers=0)
+    raws = transfers(40)
+
+    async def scenario(nodes: list[Node]) -> None:
+        n0, n1 = nodes
+        broadcast = n0.p2p.broadcast
+
+        def no_tx_gossip(kind: str, payload: object, exclude: object = None, skip: frozenset[bytes] = frozenset()) -> int:
+            return 0 if kind == "txs" else broadcast(kind, payload, exclude=exclude, skip=skip)  # type: ignore[arg-type]
+
+        n0.p2p.broadcast = no_tx_gossip  # type: ignore[method-assign]
+        gossip_checked: list[bytes] = []
+        check = n1._verifier.check
+
+        async def counted(raws_: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[object]:
+            gossip_checked.extend(raws_)
+            return await check(raws_, chain_id, hashes)  # type: ignore[return-value]
+
+        n1._verifier.check = counted  # type: ignore[method-assign]
+        assert all(isinstance(r, bytes) for r in await n0.submit_txs(raws))
+        await wait_until(lambda: all(n1.get_tx(sha(raw)) is not None for raw in raws), 30, "applied at n1")
+        assert all(n1.verified.decoded(raw) is None and sha(raw) in n1.verified for raw in raws)
+        refused = n1.mempool.stats["rejected"]
+        n1._receive_txs(None, raws)  # the late copies
+        await wait_until(lambda: n1.mempool.stats["rejected"] == refused + len(raws), 20, "the copies refused")
+        assert gossip_checked == [] and n1.stats["txs_received"] == len(raws)
+        assert not any(sha(raw) in n1.mempool for raw in raws)
+
+    asyncio.run(run_nodes(node_homes, links, scenario))
