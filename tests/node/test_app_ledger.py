@@ -69,7 +69,7 @@ def _tamper(node: Node, raw: bytes) -> None:
     """Make the pool's record of `raw` lie about what it wrote (as a flaw in the rule would)."""
     from ledger.records import Account, account_key
 
-    entry = node.mempool._pending[sha256(raw)]
+    entry = node.mempool._entries[sha256(raw)]
     entry.writes = {**entry.writes, account_key(key(2).address): Account(7, 0, 0)}
 
 

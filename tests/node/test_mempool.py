@@ -258,7 +258,7 @@ def _twin_pools(txs: list[bytes]) -> list[Mempool]:
 
 
 def _pool_state(pool: Mempool) -> tuple[list[bytes], dict[bytes, object]]:
-    keys = sorted(set(pool._overlay.changes) | {k for e in pool._pending.values() for k in (e.reads or ())})
+    keys = sorted(set(pool._overlay.changes) | {k for e in pool._entries.values() for k in (e.reads or ())})
     return pool.reap(10_000, 1 << 30), {k: pool._overlay.get(k) for k in keys}
 
 
@@ -474,7 +474,7 @@ def test_keys_only_the_pool_run_of_a_committed_entry_wrote_count_as_changed() ->
     pool.add(committed)
     extra_key = account_key(key(5).address)
     rich = Account(5_000, 0, 0)
-    pool._pending[sha(committed)].writes[extra_key] = rich  # as if its pool run had credited 5
+    pool._entries[sha(committed)].writes[extra_key] = rich  # as if its pool run had credited 5
     pool._overlay.changes[extra_key] = rich
     later = transfer_tx(5, 6, 4_000, 0)  # applies only on that credit
     pool.add(later)
@@ -491,7 +491,7 @@ def test_keys_an_entry_run_again_writes_anew_count_as_changed() -> None:
     rerun = transfer_tx(3, 4, 100, 0)
     pool.add(rerun)
     four = account_key(key(4).address)
-    del pool._pending[sha(rerun)].writes[four]  # as if its first run had not credited 4
+    del pool._entries[sha(rerun)].writes[four]  # as if its first run had not credited 4
     del pool._overlay.changes[four]
     reader = transfer_tx(4, 5, 900, 0)  # reads 4 as the head has it: 1,000
     pool.add(reader)
@@ -523,7 +523,7 @@ def test_every_typed_read_of_an_overlay_reaches_the_tracker() -> None:
 def test_the_pool_tracks_what_a_transfer_reads_and_writes() -> None:
     pool, _ = make_pool()
     _, tx_hash = pool.add(transfer_tx(1, 2, 1, 0))
-    entry = pool._pending[tx_hash]
+    entry = pool._entries[tx_hash]
     accounts = {account_key(key(1).address), account_key(key(2).address)}
     assert entry.reads is not None and accounts <= set(entry.reads)
     assert all(entry.reads[k] == pool._ledger.get_record(k) for k in accounts), "the values read, from the head"
@@ -684,7 +684,7 @@ def test_a_build_from_the_pools_effects_runs_only_what_a_slash_touched(monkeypat
     slashed = ledger.build(BlockInput(1, 2, (), (key(6).address,)), [], cache).state.changes
     changed = {k for k, v in slashed.items() if k != b"c"}
     assert changed, "the slash wrote the validator's account and stake records"
-    assert ran == [raw for raw in raws if not changed.isdisjoint(pool._pending[sha256(raw)].reads or ())]
+    assert ran == [raw for raw in raws if not changed.isdisjoint(pool._entries[sha256(raw)].reads or ())]
     assert ran == [raws[2]]
 
 
@@ -709,7 +709,7 @@ def test_an_entry_that_lists_a_prefix_runs_again_and_the_rest_are_judged_by_valu
             pool.add(raw)
         pools.append(pool)
     incremental, full = pools
-    assert incremental._pending[sha256(raws[0])].reads is None
+    assert incremental._entries[sha256(raws[0])].reads is None
     for pool in (incremental, full):
         executed = pool._ledger.execute(BlockInput(1, 1, (raws[1],)), SignatureCache())  # touches 1 and 2 only
         pool._ledger.commit(executed)
