@@ -103,6 +103,9 @@ class Added(NamedTuple):
     """The node id of the peer it came from; None when a client of this node submitted it."""
 
 
+_new_added = tuple.__new__
+
+
 @dataclass(slots=True)
 class _Entry:
     """An admitted transaction and its effect when last checked (a ledger `TxEffect`)."""
@@ -239,7 +242,7 @@ class Mempool:
             if park and exc.code is Code.NONCE_FUTURE:
                 self._park(tx, source)
             raise
-        if result is AddResult.ADDED:
+        if result is AddResult.ADDED and self._parked:
             self._unpark_after(tx.sender, tx.nonce)
         return result, tx.hash
 
@@ -271,7 +274,7 @@ class Mempool:
             self.stats["rejected"] += 1
             raise Rejected(known.code, known.message)  # a copy: the one remembered is never raised
         size = len(tx.raw)
-        if len(self) >= self.max_txs:
+        if len(self._entries) >= self.max_txs:
             self.stats["full"] += 1
             raise MempoolFull(f"{len(self)} transactions pending, the limit is {self.max_txs}")
         if self._bytes + size > self.max_bytes:
@@ -284,7 +287,7 @@ class Mempool:
             raise
         self._entries[tx.hash] = entry
         self._bytes += size
-        self._added.append(Added(tx.raw, tx.hash, source))
+        self._added.append(_new_added(Added, (tx.raw, tx.hash, source)))  # Added(...) without its Python-level __new__
         self.stats["added"] += 1
         return AddResult.ADDED
 
