@@ -242,42 +242,62 @@ def test_peer_frames_arriving_together_are_checked_in_one_verifier_call(tmp_path
     assert asyncio.run(main()) == [9]
 
 
+def withhold_tx_gossip(node: Node) -> None:
+    """`node` sends its transactions to no peer (its other frames go as usual)."""
+    broadcast = node.p2p.broadcast
+
+    def no_tx_gossip(kind: str, payload: object, exclude: object = None, skip: frozenset[bytes] = frozenset()) -> int:
+        return 0 if kind == "txs" else broadcast(kind, payload, exclude=exclude, skip=skip)  # type: ignore[arg-type]
+
+    node.p2p.broadcast = no_tx_gossip  # type: ignore[method-assign]
+
+
+def record_checks(verifier: object) -> list[list[bytes]]:
+    """Every batch of wire bytes `verifier` is asked to check from now on, in order."""
+    batches: list[list[bytes]] = []
+    check = verifier.check  # type: ignore[attr-defined]
+
+    async def recorded(raws: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[object]:
+        batches.append(list(raws))
+        return await check(raws, chain_id, hashes)  # type: ignore[no-any-return]
+
+    verifier.check = recorded  # type: ignore[attr-defined]
+    return batches
+
+
+def run_follower_without_tx_gossip(tmp_path: Path, scenario) -> None:  # type: ignore[no-untyped-def]
+    """n0 validates and n1 follows, both without signature workers; n0 sends its transactions to
+    n1 only in blocks. `scenario(n0, n1)` runs once they are linked."""
+    links = {0: (), 1: (0,)}
+
+    async def withheld(nodes: list[Node]) -> None:
+        withhold_tx_gossip(nodes[0])
+        await scenario(*nodes)
+
+    asyncio.run(run_nodes(homes(tmp_path, links, validators=1, signature_workers=0), links, withheld))
+
+
 def test_without_workers_a_block_of_unseen_transactions_is_checked_here_and_applied(tmp_path: Path) -> None:
     """n0 validates; n1 follows. n0's gossip of transactions to n1 is lost, so the blocks bring n1
     hundreds of transactions it has never seen: without signature workers its priority verifier
     checks them in its own process (the block precheck, BLOCK_PRECHECK_MIN_TXS and more), and n1
     applies the blocks to the same state."""
-    links = {0: (), 1: (0,)}
-    node_homes = homes(tmp_path, links, validators=1, signature_workers=0)
     raws = transfers(300)
 
-    async def scenario(nodes: list[Node]) -> None:
-        n0, n1 = nodes
-        broadcast = n0.p2p.broadcast
-
-        def no_tx_gossip(kind: str, payload: object, exclude: object = None, skip: frozenset[bytes] = frozenset()) -> int:
-            return 0 if kind == "txs" else broadcast(kind, payload, exclude=exclude, skip=skip)  # type: ignore[arg-type]
-
-        n0.p2p.broadcast = no_tx_gossip  # type: ignore[method-assign]
-        checked_at_n1: list[int] = []
-        check = n1._priority_verifier.check
-
-        async def counted(raws_: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[object]:
-            checked_at_n1.append(len(raws_))
-            return await check(raws_, chain_id, hashes)  # type: ignore[return-value]
-
-        n1._priority_verifier.check = counted  # type: ignore[method-assign]
+    async def scenario(n0: Node, n1: Node) -> None:
+        checked_at_n1 = record_checks(n1._priority_verifier)
         assert n1._priority_verifier.pids() == []
         results = await n0.submit_txs(raws)
         assert all(isinstance(r, bytes) for r in results)
         await wait_until(lambda: all(n1.get_tx(sha(raw)) is not None for raw in raws), 30, "applied at n1")
         await wait_until(lambda: n1.ledger.head.height >= n0.ledger.head.height, 20, "n1 at n0's head")
         assert n1.stats["txs_received"] == 0  # none came by gossip
-        assert sum(checked_at_n1) >= len(raws) and max(checked_at_n1) >= 16  # by the block precheck, here
+        sizes = [len(batch) for batch in checked_at_n1]
+        assert sum(sizes) >= len(raws) and max(sizes) >= 16  # by the block precheck, here
         height = n0.ledger.head.height
         assert n1.blocks.block_hash(height) == n0.blocks.block_hash(height) and n1.ledger.state_root == n0.ledger.state_root
 
-    asyncio.run(run_nodes(node_homes, links, scenario))
+    run_follower_without_tx_gossip(tmp_path, scenario)
 
 
 def test_a_late_copy_of_a_committed_transaction_is_decoded_not_checked_again(tmp_path: Path) -> None:
@@ -286,33 +306,17 @@ def test_a_late_copy_of_a_committed_transaction_is_decoded_not_checked_again(tmp
     a peer's copy that arrives after the commit (n0's gossip to n1, held back until n1 has applied
     the blocks that carry them) goes to no signature check: n1 decodes it again and refuses it
     (its nonce is used), and it is not pending."""
-    links = {0: (), 1: (0,)}
-    node_homes = homes(tmp_path, links, validators=1, signature_workers=0)
     raws = transfers(40)
 
-    async def scenario(nodes: list[Node]) -> None:
-        n0, n1 = nodes
-        broadcast = n0.p2p.broadcast
-
-        def no_tx_gossip(kind: str, payload: object, exclude: object = None, skip: frozenset[bytes] = frozenset()) -> int:
-            return 0 if kind == "txs" else broadcast(kind, payload, exclude=exclude, skip=skip)  # type: ignore[arg-type]
-
-        n0.p2p.broadcast = no_tx_gossip  # type: ignore[method-assign]
-        gossip_checked: list[bytes] = []
-        check = n1._verifier.check
-
-        async def counted(raws_: list[bytes], chain_id: str, hashes: list[bytes] | None = None) -> list[object]:
-            gossip_checked.extend(raws_)
-            return await check(raws_, chain_id, hashes)  # type: ignore[return-value]
-
-        n1._verifier.check = counted  # type: ignore[method-assign]
+    async def scenario(n0: Node, n1: Node) -> None:
+        gossip_checked = record_checks(n1._verifier)
         assert all(isinstance(r, bytes) for r in await n0.submit_txs(raws))
         await wait_until(lambda: all(n1.get_tx(sha(raw)) is not None for raw in raws), 30, "applied at n1")
         assert all(n1.verified.decoded(raw) is None and sha(raw) in n1.verified for raw in raws)
         refused = n1.mempool.stats["rejected"]
         n1._receive_txs(None, raws)  # the late copies
         await wait_until(lambda: n1.mempool.stats["rejected"] == refused + len(raws), 20, "the copies refused")
-        assert gossip_checked == [] and n1.stats["txs_received"] == len(raws)
+        assert [raw for batch in gossip_checked for raw in batch] == [] and n1.stats["txs_received"] == len(raws)
         assert not any(sha(raw) in n1.mempool for raw in raws)
 
-    asyncio.run(run_nodes(node_homes, links, scenario))
+    run_follower_without_tx_gossip(tmp_path, scenario)
