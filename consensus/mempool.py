@@ -30,9 +30,9 @@ is done (`rechecking` is False), since a new transaction must be checked after t
 may depend on. It moves no entry: the pool is one dict in arrival order, and the re-check walks the
 list of its hashes as `update` found them; a kept entry stays where it is, a re-run one is replaced
 in its place and an evicted one deleted (moving each from a queue to a second dict cost 0.2-0.3 µs
-an entry, on every commit, for the whole backlog). The proposer takes `reap(max_txs, max_bytes)`: the oldest first, re-checked or not
-(the proposer's `LedgerDB.build` applies each candidate to the block's state and skips any that
-fail).
+an entry, on every commit, for the whole backlog). The proposer takes `reap(max_txs, max_bytes)`:
+the oldest first, re-checked or not (the proposer's `LedgerDB.build` applies each candidate to the
+block's state and skips any that fail).
 
 Gossip does not keep one sender's transactions in nonce order (nonce 1 may reach a node through
 one peer before nonce 0 through another), so a peer's transaction whose nonce is ahead of the
