@@ -18,12 +18,13 @@ For every height h, in order (specs/audit.md, "Replay"):
 The first failure stops the replay and is reported as a `Divergence` naming the height.
 
 Signatures (transactions and certificates) are checked in a pool of `jobs` forked processes
-(cli/audit/pool.py; with 1, in this process), batches of blocks ahead of the ledger. The pool also decodes each transaction
-(`decode_tx`, the ledger's check of form) and, from a node's store, the block and its certificate
-(`StoredBlock`). The transactions that are well formed and verified are handed to the ledger as a
-`SignatureCache`, each rebuilt here from its wire bytes and the hash the pool computed, so each is
-decoded and each signature checked once. One that failed is not in the cache, so the ledger checks it
-again and rejects the block at its height: the outcome is the same whatever `jobs` is.
+(cli/audit/pool.py; with 1, in this process), batches of blocks ahead of the ledger. The pool also
+decodes each transaction (`decode_tx`, the ledger's check of form) and, from a node's store, the
+block and its certificate (`StoredBlock`). The transactions that are well formed and verified are
+handed to the ledger as a `SignatureCache`, each rebuilt here from its wire bytes and the hash the
+pool computed, so each is decoded and each signature checked once. One that failed is not in the
+cache, so the ledger checks it again and rejects the block at its height: the outcome is the same
+whatever `jobs` is.
 
 The replayed ledger keeps no undo logs; it is built while the pool checks the first batches, and
 a node's stored state is read ahead whenever the ledger waits for the pool.
