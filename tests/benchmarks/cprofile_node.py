@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-import runpy
 import sys
 import time
 from pathlib import Path
+
+from tests.benchmarks.hearth_in_process import run_hearth
 
 __all__ = ["calls_per_transfer", "run_profiled"]
 
@@ -24,12 +25,9 @@ __all__ = ["calls_per_transfer", "run_profiled"]
 def run_profiled(out: Path, args: list[str]) -> None:
     """`hearth ARGS` in this process, profiled; the statistics written to `out` however it ends."""
     profile = cProfile.Profile(time.thread_time)
-    sys.argv = ["hearth", *args]
     profile.enable()
     try:
-        runpy.run_module("cli.main", run_name="__main__")
-    except SystemExit:
-        pass
+        run_hearth(args)
     finally:
         profile.disable()
         profile.dump_stats(str(out))

@@ -28,7 +28,6 @@ import functools
 import gc
 import inspect
 import json
-import runpy
 import signal
 import sys
 import time
@@ -36,6 +35,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.benchmarks.hearth_in_process import run_hearth
 
 __all__ = ["PHASE_METHODS", "PhaseClock", "callback_name", "listening_ports", "phases_per_transfer", "run_with_phases"]
 
@@ -195,11 +196,8 @@ def run_with_phases(out: Path, args: list[str]) -> None:
     phases.ports = listening_ports(args)
     phases.install()
     signal.signal(signal.SIGUSR1, lambda *_: phases.snapshot())
-    sys.argv = ["hearth", *args]
     try:
-        runpy.run_module("cli.main", run_name="__main__")
-    except SystemExit:
-        pass
+        run_hearth(args)
     finally:
         out.write_text(json.dumps(phases.to_json()))
 

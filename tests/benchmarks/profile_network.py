@@ -6,6 +6,7 @@ generator at offered rates you choose, and what a profile needs beside the laten
     python -m tests.benchmarks.profile_network --rates 2500,2900 --py-spy v2 --dir /tmp/prof
     python -m tests.benchmarks.profile_network --rates 2500 --seconds 30 --cprofile v2
     python -m tests.benchmarks.profile_network --rates 2500 --seconds 40 --cpu-phases v2
+    python -m tests.benchmarks.profile_network --rates 1200,2400,3600,4800 --seconds 60 --census v2
 
 For each step: the load generator's figures (tests/benchmarks/loadgen.py). For each validator over the
 whole load: CPU per committed transfer (its signature workers included), its main process's user and
@@ -24,7 +25,10 @@ functions for the time spent waiting for a core. Its times are not: its own cost
 small functions several times over. --cpu-phases NAME runs that validator with its main thread's
 real CPU time split into phases (tests/benchmarks/cpu_phases_node.py: each event-loop callback, and
 a few dozen methods inside them) and prints µs per committed transfer for each, over the last step
-alone (the load generator sends it SIGUSR1 snapshots as each step starts and ends): figures that add up. --py-spy NAME (py-spy on PATH: `pip install
+alone (the load generator sends it SIGUSR1 snapshots as each step starts and ends): figures that add up.
+--census NAME runs that validator with a census of its heap at each step's start and end
+(tests/benchmarks/census_node.py: objects by type, count and bytes) and prints the first against
+the last: what a node holds after carrying the load. --py-spy NAME (py-spy on PATH: `pip install
 py-spy`) or --perf NAME (Debian's linux-perf; cpu-clock samples, so it works without hardware
 counters) records that validator's main process for --profile-seconds (at --profile-rate samples a
 second), starting --profile-delay seconds into the load; the output lands in --dir.
@@ -49,6 +53,7 @@ from devnet.layout import validator_names
 from devnet.network import Devnet
 from devnet.processes import rpc
 from tests.benchmarks.bench_devnet import ACCOUNTS, VALIDATORS, agreement, children, create_bench_devnet, process_cpu_s, tree_cpu_s
+from tests.benchmarks.census_node import census_summary
 from tests.benchmarks.cprofile_node import calls_per_transfer
 from tests.benchmarks.cpu_phases_node import phases_per_transfer
 from tests.benchmarks.results import measure_verify_rate
@@ -140,7 +145,7 @@ def _profiler(kind: str, pid: int, seconds: float, output: Path, rate: int) -> l
 
 
 def _restart_profiled(net: Devnet, name: str, stats: Path, wrapper: str = "cprofile_node") -> None:
-    """Validator `name` again, under `wrapper` (cprofile_node or cpu_phases_node; its command line
+    """Validator `name` again, under `wrapper` (cprofile_node, cpu_phases_node or census_node; its command line
     still names its home, so the devnet stops it as any other), caught up with the others before
     the load starts."""
     net.stop(name)
@@ -170,6 +175,7 @@ def main() -> None:
     profile.add_argument("--perf", metavar="NAME", help="record validator NAME with perf")
     profile.add_argument("--cprofile", metavar="NAME", help="run validator NAME under cProfile with a CPU-time clock, for the whole load")
     profile.add_argument("--cpu-phases", metavar="NAME", help="run validator NAME with its main thread's CPU time split into phases, over the last step")
+    profile.add_argument("--census", metavar="NAME", help="run validator NAME with a census of its heap as each step starts and ends")
     parser.add_argument("--profile-delay", type=float, default=8.0)
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--profile-rate", type=int, help="samples per second (default: py-spy 50, perf 499)")
@@ -177,7 +183,7 @@ def main() -> None:
     kind, target = ("py-spy", args.py_spy) if args.py_spy else ("perf", args.perf) if args.perf else (None, None)
     if kind is not None and shutil.which(kind) is None:
         parser.error(f"{kind} is not on PATH")
-    wrapped = args.cprofile or args.cpu_phases
+    wrapped = args.cprofile or args.cpu_phases or args.census
     for name in (target, wrapped):
         if name is not None and name not in validator_names(VALIDATORS):
             parser.error(f"no validator {name!r}: the devnet's are {', '.join(validator_names(VALIDATORS))}")
@@ -196,15 +202,19 @@ def main() -> None:
         net.start_all()
         net.wait_for_height(3, timeout_s=60)
         if wrapped is not None:
-            _restart_profiled(net, wrapped, out_dir / ("cprofile.stats" if args.cprofile else "cpu-phases.json"), "cprofile_node" if args.cprofile else "cpu_phases_node")
+            output_name, wrapper = (
+                ("cprofile.stats", "cprofile_node") if args.cprofile else ("cpu-phases.json", "cpu_phases_node") if args.cpu_phases else ("census.json", "census_node")
+            )
+            _restart_profiled(net, wrapped, out_dir / output_name, wrapper)
         entries = net.reload().validators
         pids = [e.pid for e in entries if e.pid is not None]
         by_pid = {e.pid: e for e in entries}
         heights_before = {e.name: rpc(e, "status")["height"] for e in entries}
         cpu_before, user_sys_before, switches_before = tree_cpu_s(pids), {p: process_cpu_s(p) for p in pids}, context_switches(pids)
         steps = len(offered.split(","))
-        phased = next((e.pid for e in entries if e.name == args.cpu_phases), None) if args.cpu_phases else None
-        window = ["--window-pid", str(phased)] if phased is not None else []  # its snapshots: each step's start and end
+        signalled = args.cpu_phases or args.census
+        phased = next((e.pid for e in entries if e.name == signalled), None) if signalled else None
+        window = ["--window-pid", str(phased)] if phased is not None else []  # its snapshots (or censuses): each step's start and end
         generator = subprocess.Popen(
             [sys.executable, "-m", "tests.benchmarks.loadgen", "--devnet", str(out_dir / "net"), "--accounts", str(ACCOUNTS),
              "--seconds", str(args.seconds), "--rates", offered, "--out", str(out_dir / "loadgen.json"), "--no-half", *window],
@@ -254,6 +264,11 @@ def main() -> None:
             last = result["steps"][-1]  # the window between the last two snapshots is the last step's
             found = phases_per_transfer(phases, last["committed"]) if phases.exists() else {"error": "no phases written"}
             print(json.dumps({"cpu_phases_of": args.cpu_phases, "step_offered_per_s": last["offered_per_s"], "file": str(phases), **found}))
+        if args.census is not None:
+            net.stop(args.census)  # SIGTERM: the node ends cleanly, and its censuses are written
+            censuses = out_dir / "census.json"
+            found = census_summary(censuses) if censuses.exists() else {"error": "no census written"}
+            print(json.dumps({"census_of": args.census, "file": str(censuses), **found}))
     finally:
         for process in (recorder, generator):
             if process is not None and process.poll() is None:

@@ -1,7 +1,8 @@
 """The profiling harness's reading of a node log (tests/benchmarks/profile_network.py): each commit
 line's timeline split into the segments of a height, and their summary. The lines are the node's
 own: a validator's, a proposer's, and one committed by block sync with no timeline. And the
-CPU-clock profile it can run a validator under (tests/benchmarks/cprofile_node.py)."""
+CPU-clock profile it can run a validator under (tests/benchmarks/cprofile_node.py), and the census
+of its heap (tests/benchmarks/census_node.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 
 from consensus.config import ConsensusConfig
 from consensus.node import Node
+from tests.benchmarks.census_node import census, census_summary
 from tests.benchmarks.cprofile_node import calls_per_transfer
 from tests.benchmarks.cpu_phases_node import PhaseClock, callback_name, phases_per_transfer
 from tests.benchmarks.profile_network import ROOT, Height, height_segments, node_counters, summarize_heights
@@ -304,15 +306,15 @@ def test_phases_per_transfer_counts_the_window_between_the_last_two_snapshots(tm
     }
 
 
-def test_cpu_phases_node_runs_a_node_and_writes_its_phases(tmp_path: Path) -> None:
-    """The wrapper the harness starts a validator with: a lone validator runs under it until
-    SIGTERM, and its phases are written, among them the loop's callbacks and the commit's."""
+def _run_wrapped_lone_validator(tmp_path: Path, wrapper: str, out: Path) -> None:
+    """A lone validator under `wrapper` (tests/benchmarks/WRAPPER.py OUT -- node start ...) until
+    SIGTERM, sent a SIGUSR1 after its third block and another after its sixth, as profile_network
+    signals a step's start and end."""
     home = lone_validator_home(tmp_path, ConsensusConfig(block_interval_ms=20))
-    out = tmp_path / "phases.json"
     log = tmp_path / "node.log"
     with open(log, "wb") as output:
         node = subprocess.Popen(
-            [sys.executable, "-m", "tests.benchmarks.cpu_phases_node", str(out), "--", "node", "start", "--home", str(home.root)],
+            [sys.executable, "-m", f"tests.benchmarks.{wrapper}", str(out), "--", "node", "start", "--home", str(home.root)],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
         )
     def wait_for_log(text: str) -> None:
@@ -335,6 +337,13 @@ def test_cpu_phases_node_runs_a_node_and_writes_its_phases(tmp_path: Path) -> No
             node.kill()
             node.wait()
             raise
+
+
+def test_cpu_phases_node_runs_a_node_and_writes_its_phases(tmp_path: Path) -> None:
+    """The wrapper the harness starts a validator with: a lone validator runs under it until
+    SIGTERM, and its phases are written, among them the loop's callbacks and the commit's."""
+    out = tmp_path / "phases.json"
+    _run_wrapped_lone_validator(tmp_path, "cpu_phases_node", out)
     data = json.loads(out.read_text())
     assert data["calls"]["LedgerDB.commit"] >= 7 and data["calls"]["LedgerApp._commit"] >= 7
     first, second = data["snapshots"]
@@ -346,3 +355,37 @@ def test_cpu_phases_node_runs_a_node_and_writes_its_phases(tmp_path: Path) -> No
     assert 0 < sum(data["seconds"].values()) <= data["total_s"]
     refused = subprocess.run([sys.executable, "-m", "tests.benchmarks.cpu_phases_node", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "usage" in refused.stderr
+
+
+def test_a_census_counts_the_objects_a_node_holds_by_type_with_their_bytes(tmp_path: Path) -> None:
+    """census_node's census, and the summary profile_network prints: what a structure holds shows
+    in the counts (the bytes too, which the collector does not track, reached through the list that
+    holds them), each object counted once however many refer to it."""
+    before = census()
+    held = [bytes([i % 256]) * (100 + i) for i in range(5_000)]  # 5,000 new bytes objects of 133-5,132 bytes
+    also = list(held)  # the same objects again: not counted twice
+    after = census()
+    assert after["types"]["bytes"][0] - before["types"]["bytes"][0] >= 5_000
+    assert after["types"]["bytes"][1] - before["types"]["bytes"][1] >= sum(map(sys.getsizeof, held))
+    assert after["types"]["bytes"][0] - before["types"]["bytes"][0] < 5_000 + 500  # not 10,000: once each
+    path = tmp_path / "census.json"
+    path.write_text(json.dumps([before, after]))
+    summary = census_summary(path, top=5)
+    assert summary["censuses"] == 2 and summary["objects"] == [before["objects"], after["objects"]]
+    assert summary["types_first_last"]["bytes"] == [before["types"]["bytes"], after["types"]["bytes"]]
+    assert len(summary["types_first_last"]) == 5
+    del held, also
+
+
+def test_census_node_runs_a_node_and_writes_a_census_at_each_signal(tmp_path: Path) -> None:
+    """census_node as the harness starts it: a census at each SIGUSR1, written at the end, of all
+    the node holds (what it froze once loaded included)."""
+    out = tmp_path / "census.json"
+    _run_wrapped_lone_validator(tmp_path, "census_node", out)
+    first, last = json.loads(out.read_text())
+    for taken in (first, last):
+        assert taken["frozen"] > 10_000 and taken["objects"] > taken["frozen"] and taken["max_rss_mib"] > 0
+        assert taken["types"]["consensus.node.Node"][0] == 1  # frozen at the start, reached all the same
+        assert taken["types"]["consensus.mempool.Mempool"][0] == 1 and taken["types"]["bytes"][0] > 100
+    summary = census_summary(out)
+    assert summary["censuses"] == 2 and summary["max_rss_mib"] == [first["max_rss_mib"], last["max_rss_mib"]]
