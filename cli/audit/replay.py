@@ -353,6 +353,7 @@ class Replayer:
             read_ahead += chunk
             if len(chunk) < NODE_STATE_CHUNK:
                 self._node_read_all = True
+                return  # all read: the caller waits for the answer, it does not spin for it
 
     def _node_entries(self) -> Iterator[tuple[bytes, bytes]]:
         """The node's stored state, by store key (with STATE_PREFIX): what was read ahead, then the rest."""

@@ -59,6 +59,26 @@ def test_the_pools_workers_are_reaped_when_the_replay_returns(chain: ChainBuilde
                 os.waitpid(pid, os.WNOHANG)  # not a child any more: exited and reaped
 
 
+class _NeverAnswered:
+    """A pool task whose answer never comes (`done` is always False)."""
+
+    def done(self) -> bool:
+        return False
+
+
+def test_reading_the_nodes_state_ahead_stops_when_it_is_all_read(chain: ChainBuilder) -> None:
+    """The replay reads the node's state ahead while it waits for the pool; once all of it is read
+    it returns to wait for the answer, instead of reading nothing again until it comes."""
+    replayer = Replayer(chain.genesis, jobs=1)
+    source = chain.source()
+    replayer._node_state = source
+    replayer._read_node_state_ahead(_NeverAnswered())  # type: ignore[arg-type]  # returns: all read
+    entries = sum(1 for _ in source.stored_state())
+    assert entries > 0 and len(replayer._node_read_ahead) == entries and replayer._node_read_all
+    replayer._read_node_state_ahead(_NeverAnswered())  # type: ignore[arg-type]  # nothing left to read
+    assert len(replayer._node_read_ahead) == entries
+
+
 def test_a_forged_signature_is_named_the_same_way_with_one_or_two_processes() -> None:
     b = ChainBuilder(audit_genesis())
     b.add_block([transfer_tx(1, 2, 10, 0)])
