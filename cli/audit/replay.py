@@ -234,10 +234,10 @@ class _Batch:
     items: list[SourceBlock | StoredBlock]
     unreadable: BlockUnreadable | None
     """Raised by the source right after these blocks."""
-    verified: Task | _Checked | None = None
+    verified: Task | _CheckedHere | None = None
 
 
-class _Checked:
+class _CheckedHere:
     """jobs=1: a batch checked here, as it is queued (the same checks; the decoded transactions
     are kept as they are, nothing crosses a pipe). Answers as a pool's `Task` does."""
 
@@ -336,7 +336,7 @@ class Replayer:
         self._balance_sum = sum(r.balance for k, r in records.items() if k[:1] == Account.PREFIX)
         self._last_snapshot_totals = self.ledger.totals()
 
-    def _read_node_state_ahead(self, answered: Task | _Checked) -> None:
+    def _read_node_state_ahead(self, answered: Task | _CheckedHere) -> None:
         """Read ahead the node's stored state, for the comparison at the end, NODE_STATE_CHUNK
         entries at a time, while the pool has not `answered` (time this process would wait), up
         to NODE_STATE_PREFETCH entries in all. Not otherwise: this process is the replay's
@@ -427,7 +427,7 @@ class Replayer:
                     exhausted = True
                     break
                 work = [b if isinstance(b, StoredBlock) else (b.txs, _vote_items(b.certificate)) for b in batch.items]
-                batch.verified = _Checked(self.chain_id, work) if pool is None else pool.submit(self.chain_id, work)
+                batch.verified = _CheckedHere(self.chain_id, work) if pool is None else pool.submit(self.chain_id, work)
                 in_flight.append(batch)
             self._ensure_open()  # the first time: while the pool checks the first batches
             if not in_flight:

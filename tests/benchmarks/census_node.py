@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.hearth_in_process import run_hearth
+from tests.benchmarks.hearth_in_process import run_hearth, wrapper_main
 
 __all__ = ["census", "census_summary", "run_with_census"]
 
@@ -95,7 +95,4 @@ def census_summary(path: Path, top: int = 30) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    arguments = sys.argv[1:]
-    if len(arguments) < 3 or arguments[1] != "--":
-        raise SystemExit("usage: python -m tests.benchmarks.census_node OUT -- HEARTH_ARGS...")
-    run_with_census(Path(arguments[0]), arguments[2:])
+    wrapper_main("tests.benchmarks.census_node", run_with_census)

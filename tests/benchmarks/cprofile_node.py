@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-import sys
 import time
 from pathlib import Path
 
-from tests.benchmarks.hearth_in_process import run_hearth
+from tests.benchmarks.hearth_in_process import run_hearth, wrapper_main
 
 __all__ = ["calls_per_transfer", "run_profiled"]
 
@@ -51,7 +50,4 @@ def calls_per_transfer(stats_path: Path, transfers: int, top: int = 30) -> dict[
 
 
 if __name__ == "__main__":
-    arguments = sys.argv[1:]
-    if len(arguments) < 2 or arguments[1] != "--":
-        raise SystemExit("usage: python -m tests.benchmarks.cprofile_node OUT -- HEARTH-ARGS...")
-    run_profiled(Path(arguments[0]), arguments[2:])
+    wrapper_main("tests.benchmarks.cprofile_node", run_profiled)

@@ -29,14 +29,13 @@ import gc
 import inspect
 import json
 import signal
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.hearth_in_process import run_hearth
+from tests.benchmarks.hearth_in_process import run_hearth, wrapper_main
 
 __all__ = ["PHASE_METHODS", "PhaseClock", "callback_name", "listening_ports", "phases_per_transfer", "run_with_phases"]
 
@@ -226,7 +225,4 @@ def phases_per_transfer(path: Path, transfers: int, top: int = 40) -> dict[str, 
 
 
 if __name__ == "__main__":
-    arguments = sys.argv[1:]
-    if len(arguments) < 2 or arguments[1] != "--":
-        raise SystemExit("usage: python -m tests.benchmarks.cpu_phases_node OUT -- HEARTH-ARGS...")
-    run_with_phases(Path(arguments[0]), arguments[2:])
+    wrapper_main("tests.benchmarks.cpu_phases_node", run_with_phases)

@@ -145,9 +145,9 @@ def _profiler(kind: str, pid: int, seconds: float, output: Path, rate: int) -> l
 
 
 def _restart_profiled(net: Devnet, name: str, stats: Path, wrapper: str = "cprofile_node") -> None:
-    """Validator `name` again, under `wrapper` (cprofile_node, cpu_phases_node or census_node; its command line
-    still names its home, so the devnet stops it as any other), caught up with the others before
-    the load starts."""
+    """Validator `name` again, under `wrapper` (cprofile_node, cpu_phases_node or census_node; its
+    command line still names its home, so the devnet stops it as any other), caught up with the
+    others before the load starts."""
     net.stop(name)
     entry = net.reload().validator(name)
     with open(Path(entry.home) / "node.log", "ab") as log:
