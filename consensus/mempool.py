@@ -241,16 +241,32 @@ class Mempool:
         except Rejected as exc:
             if park and exc.code is Code.NONCE_FUTURE:
                 self._park(tx, source)
+            else:
+                self._forget_decoded(tx)
+            raise
+        except MempoolFull:
+            self._forget_decoded(tx)
             raise
         if result is AddResult.ADDED and self._parked:
             self._unpark_after(tx.sender, tx.nonce)
         return result, tx.hash
 
+    def _forget_decoded(self, tx: Tx) -> None:
+        """`tx` is neither pending nor parked here (refused, evicted, or dropped from the parked):
+        the SignatureCache keeps its hash, so it is never checked again, but not its decoded form.
+        What the cache keeps decoded is then what this pool holds. Before, a loaded validator's
+        cache held every refused late copy of a committed transaction (tens of thousands after
+        ten minutes) until it was full."""
+        self._verified.forget_decoded((tx,))
+
     def _park(self, tx: Tx, source: bytes | None) -> None:
+        replaced = self._parked.pop((tx.sender, tx.nonce), None)
+        if replaced is not None and replaced[0].raw != tx.raw:
+            self._forget_decoded(replaced[0])  # another transaction of that sender and nonce
         self._parked[(tx.sender, tx.nonce)] = (tx, source)
         self.stats["parked"] += 1
         while len(self._parked) > PARKED_MAX:
-            self._parked.popitem(last=False)
+            self._forget_decoded(self._parked.popitem(last=False)[1][0])
 
     def _unpark_after(self, sender: bytes, nonce: int) -> None:
         """Admit the parked successors of (sender, nonce), in nonce order, while they apply."""
@@ -263,6 +279,7 @@ class Mempool:
                 if self._admit(*parked) is not AddResult.ADDED:
                     return
             except (Rejected, MempoolFull):
+                self._forget_decoded(parked[0])
                 return
 
     def _admit(self, tx: Tx, source: bytes | None) -> AddResult:
@@ -374,6 +391,7 @@ class Mempool:
                 del entries[tx_hash]
                 self._bytes -= entry.size
                 self._remember_rejected(tx_hash, exc)
+                self._forget_decoded(entry.tx)
                 self.stats["evicted_on_recheck"] += 1
             else:
                 self.stats["rerun_on_recheck"] += 1
@@ -392,7 +410,7 @@ class Mempool:
         for key in list(self._parked):
             expected = _next_nonce(self._overlay, key[0])
             if key[1] < expected:
-                del self._parked[key]  # its nonce was used meanwhile
+                self._forget_decoded(self._parked.pop(key)[0])  # its nonce was used meanwhile
             elif key[1] == expected:
                 ready.append(key)
         for key in ready:
@@ -404,7 +422,7 @@ class Mempool:
                 if self._admit(*parked) is AddResult.ADDED:
                     self._unpark_after(tx.sender, tx.nonce)
             except (Rejected, MempoolFull):
-                continue
+                self._forget_decoded(tx)
 
     def _remember_rejected(self, tx_hash: bytes, exc: Rejected) -> None:
         self.stats["rejected"] += 1

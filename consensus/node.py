@@ -227,7 +227,9 @@ class Node:
         """Others' consensus messages seen for heights above the head, oldest first, for new peers
         and while stuck (RELAY-2)."""
         self._passed_on_bytes = 0
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        """Scheduled and not fired yet, by number (`_schedule`)."""
+        self._timer_count = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: dict[bytes, list[asyncio.Future[TxResult]]] = {}
         self._recent_commits: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
@@ -315,7 +317,7 @@ class Node:
         self._spawn(self._tx_admission_loop())
 
     async def stop(self) -> None:
-        for handle in self._timers:
+        for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
         for task in list(self._tasks):
@@ -417,17 +419,20 @@ class Node:
         self._schedule(max(0.0, delay_ms / 1000 - since_decided_s), Start(height))
 
     def _schedule(self, delay_s: float, event: "Event | _HeldBlock") -> None:
-        loop = asyncio.get_running_loop()
+        """Feed `event` (or release a held block) after `delay_s`. The handle is kept by a number,
+        not closed over: a closure that names its own handle and the handle that holds the closure
+        make a cycle, and every fired timer (several a height) waited for the collector, with its
+        event, reaching its older generations on a loaded node."""
+        self._timer_count += 1
+        key = self._timer_count
+        self._timers[key] = asyncio.get_running_loop().call_later(delay_s, self._fire, key, event)
 
-        def fire() -> None:
-            self._timers.discard(handle)
-            if isinstance(event, _HeldBlock):
-                self._release_held(event)
-            else:
-                self._feed(event)
-
-        handle = loop.call_later(delay_s, fire)
-        self._timers.add(handle)
+    def _fire(self, key: int, event: "Event | _HeldBlock") -> None:
+        del self._timers[key]
+        if isinstance(event, _HeldBlock):
+            self._release_held(event)
+        else:
+            self._feed(event)
 
     def _release_held(self, held: "_HeldBlock") -> None:
         """A block held back for the drift rule: its time is now within the drift; feed it."""

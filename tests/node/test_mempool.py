@@ -172,6 +172,30 @@ def test_refusals_the_pool_returns_or_remembers_hold_no_frames() -> None:
             assert remembered.code is Code.NONCE_STALE and remembered.__traceback__ is None
 
 
+def test_the_signature_cache_keeps_decoded_only_what_the_pool_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction the pool refuses, evicts or stops parking keeps its hash in the cache (its
+    signatures are never checked again) but not its decoded form: a loaded validator's cache held
+    every refused late copy of a committed transaction, tens of thousands after ten minutes."""
+    monkeypatch.setattr("consensus.mempool.PARKED_MAX", 1)
+    pool, cache = make_pool(max_txs=3)
+    pool.add(spent := transfer_tx(1, 2, 10, 0))
+    pool.add(overtaken := transfer_tx(1, 2, 3, 1))
+    commit_block(pool, cache, BlockInput(1, PERIOD_MS, (spent, transfer_tx(1, 2, 4, 1))))  # evicts `overtaken`
+    stale, first_parked, second_parked, pending = transfer_tx(1, 2, 7, 0), transfer_tx(1, 2, 5, 5), transfer_tx(1, 2, 5, 6), transfer_tx(2, 1, 1, 0)
+    out = pool.add_prevalidated(prevalidate([stale, first_parked, second_parked, pending], CHAIN_ID))
+    assert [getattr(r, "code", None) for r in out] == [Code.NONCE_STALE, Code.NONCE_FUTURE, Code.NONCE_FUTURE, None]
+    assert list(pool._parked) == [(key(1).address, 6)]  # the bound of one dropped the first
+    pool.add(transfer_tx(2, 1, 1, 1))
+    pool.add(transfer_tx(2, 1, 1, 2))  # the pool is full now
+    (refused,) = pool.add_prevalidated(prevalidate([full := transfer_tx(2, 1, 1, 3)], CHAIN_ID))
+    assert isinstance(refused, MempoolFull)
+    for raw in (overtaken, stale, first_parked, full):  # (the node forgets what it commits: `spent`)
+        assert cache.decoded(raw) is None, raw
+    for raw in (overtaken, stale, first_parked, full):
+        assert sha(raw) in cache  # checked once, never again
+    assert cache.decoded(second_parked) is not None and cache.decoded(pending) is not None
+
+
 def test_peer_transactions_with_future_nonces_wait_for_their_predecessor() -> None:
     pool, _ = make_pool()
     n0, n1, n2 = (transfer_tx(1, 2, 1, n) for n in range(3))

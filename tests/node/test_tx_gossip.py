@@ -318,5 +318,6 @@ def test_a_late_copy_of_a_committed_transaction_is_decoded_not_checked_again(tmp
         await wait_until(lambda: n1.mempool.stats["rejected"] == refused + len(raws), 20, "the copies refused")
         assert [raw for batch in gossip_checked for raw in batch] == [] and n1.stats["txs_received"] == len(raws)
         assert not any(sha(raw) in n1.mempool for raw in raws)
+        assert all(n1.verified.decoded(raw) is None for raw in raws)  # refused: not kept decoded either
 
     run_follower_without_tx_gossip(tmp_path, scenario)
