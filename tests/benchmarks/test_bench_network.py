@@ -14,7 +14,8 @@ profile_network --tx-index measures them with); sharing 2 cores four ways, they 
 their own processes (`mempool.signature_workers` 0, as `hearth devnet` sets where validators are
 at least as many as cores). bench-results.json records both settings.
 
-Targets (V measured in the same run): committed/s >= 0.45 L; p50 <= 1 s and p99 <= 2 s
+Targets (V measured in the same run: right before the load, which sets the offered rates, and right
+after it; the higher of the two is the V every fraction is of): committed/s >= 0.45 L; p50 <= 1 s and p99 <= 2 s
 submit-to-commit at that rate; the replay >= 0.50 x 2V. Recorded, not asserted (the machine is
 shared and noisy).
 
@@ -37,7 +38,7 @@ from consensus.config import NodeHome
 from devnet.network import Devnet
 from tests.benchmarks.bench_devnet import ACCOUNTS, TX_INDEX, VALIDATORS, agreement, create_bench_devnet, tree_cpu_s
 from tests.benchmarks.replay_timing import timed_replay
-from tests.benchmarks.results import measure_verify_rate, record
+from tests.benchmarks.results import measure_verify_rate, measure_verify_rate_now, record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,10 +49,13 @@ REPLAY_REPEATS = 2
 REPLAY_JOBS = 2
 
 
+V_SECONDS = 2.0
+"""How long V is measured for, right before the load and right after it."""
+
+
 def test_network_throughput_and_latency(tmp_path: Path) -> None:
     load_before = round(os.getloadavg()[0], 2)  # other work on the machine competes for the 2 cores
-    v = measure_verify_rate()
-    limit = 2 * v / VALIDATORS
+    v_run = measure_verify_rate()
     seconds = float(os.environ.get("HEARTH_BENCH_NET_SECONDS", "60"))
     fractions = [float(f) for f in os.environ.get("HEARTH_BENCH_NET_FRACTIONS", "0.1,0.15,0.2,0.25,0.275,0.3,0.325,0.35,0.375,0.4,0.45,0.5").split(",")]
     net = create_bench_devnet(tmp_path / "net")
@@ -59,9 +63,12 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     try:
         net.start_all()
         net.wait_for_height(3, timeout_s=60)
+        # V next to the load, not the run's first (this VM's V has drifted 15% within a run): the
+        # offered rates are fractions of the L of V measured right before the load
+        v_before = measure_verify_rate_now(V_SECONDS)
         pids = [e.pid for e in net.reload().validators if e.pid is not None]
         cpu_before = tree_cpu_s(pids)  # the nodes' CPU over the whole load, per committed transfer
-        rates = ",".join(str(round(f * limit)) for f in fractions)
+        rates = ",".join(str(round(f * 2 * v_before / VALIDATORS)) for f in fractions)
         bound = (len(fractions) + 1) * (seconds + 130) + 120
         subprocess.run(
             [sys.executable, "-m", "tests.benchmarks.loadgen", "--devnet", str(tmp_path / "net"), "--accounts", str(ACCOUNTS),
@@ -74,6 +81,9 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
         load_after = round(os.getloadavg()[0], 2)
     finally:
         net.stop_all()
+    v_after = measure_verify_rate_now(V_SECONDS)
+    v = max(v_before, v_after)  # the stricter limit: every fraction below is of the L of the higher V
+    limit = 2 * v / VALIDATORS
     best, half = result["best"] or {}, result["half"] or {}
     within = [
         step for step in result["steps"]
@@ -85,6 +95,10 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     node_cpu_s = [cpu_after[pid] - cpu_before[pid] for pid in pids]
     figures = {
         "V_verify_per_s": round(v),
+        "V_note": "the higher of V right before the load and right after it; the offered rates are fractions of the L of the first",
+        "V_before_load_per_s": round(v_before),
+        "V_after_load_per_s": round(v_after),
+        "V_at_run_start_per_s": round(v_run),
         "L_2V_over_4": round(limit),
         "load_average_1min_before": load_before,
         "load_average_1min_after": load_after,
