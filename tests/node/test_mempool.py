@@ -194,6 +194,10 @@ def test_the_signature_cache_keeps_decoded_only_what_the_pool_holds(monkeypatch:
     for raw in (overtaken, stale, first_parked, full):
         assert sha(raw) in cache  # checked once, never again
     assert cache.decoded(second_parked) is not None and cache.decoded(pending) is not None
+    # another block uses nonces 2 to 6 of account 1: the parked one's nonce is gone
+    commit_block(pool, cache, BlockInput(2, PERIOD_MS + 1, tuple(transfer_tx(1, 2, 1, n) for n in range(2, 7))))
+    assert not pool._parked and cache.decoded(second_parked) is None and sha(second_parked) in cache
+    assert cache.decoded(pending) is not None
 
 
 def test_peer_transactions_with_future_nonces_wait_for_their_predecessor() -> None:
