@@ -74,9 +74,13 @@ class ConsensusConfig:
     timeout_precommit_ms: int = 500
     timeout_delta_ms: int = 250
     """Each timeout grows by this much per round, so a slow network eventually fits in a round."""
-    block_interval_ms: int = 200
+    block_interval_ms: int = 400
     """Least time between deciding a block and proposing the next (the commit itself counts towards
-    it): lets transactions gather."""
+    it): lets transactions gather. Each height costs a validator a few ms whatever its size (a
+    proposal, two rounds of votes signed and checked, the WAL's and the signer guard's durable
+    writes, the top of the state tree): at 200 ms a loaded devnet ran about 5.8 heights a second,
+    at 400 about 2.9, for 0.1-0.15 s more submit-to-commit latency (tests/benchmarks/README.md,
+    "block_interval_ms")."""
     empty_block_interval_ms: int = 0
     """When the mempool is empty after a commit, wait up to this long (if longer than
     block_interval_ms) before starting the next height; a transaction arriving ends the wait.

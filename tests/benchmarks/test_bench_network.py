@@ -20,7 +20,8 @@ submit-to-commit at that rate; the replay >= 0.50 x 2V. Recorded, not asserted (
 shared and noisy).
 
     HEARTH_BENCH_NET_SECONDS   seconds per step (default 60; 10 is a quick run)
-    HEARTH_BENCH_NET_FRACTIONS offered rates as fractions of L (default 0.1,0.15,0.2,0.25,0.275,0.3,...,0.5)
+    HEARTH_BENCH_NET_FRACTIONS offered rates as fractions of L (default 0.1,0.2,0.25,...,0.4,0.425,...,0.525:
+                               steps of 0.025 L from 0.35 L up, where the target is)
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def test_network_throughput_and_latency(tmp_path: Path) -> None:
     load_before = round(os.getloadavg()[0], 2)  # other work on the machine competes for the 2 cores
     v_run = measure_verify_rate()
     seconds = float(os.environ.get("HEARTH_BENCH_NET_SECONDS", "60"))
-    fractions = [float(f) for f in os.environ.get("HEARTH_BENCH_NET_FRACTIONS", "0.1,0.15,0.2,0.25,0.275,0.3,0.325,0.35,0.375,0.4,0.45,0.5").split(",")]
+    fractions = [float(f) for f in os.environ.get("HEARTH_BENCH_NET_FRACTIONS", "0.1,0.2,0.25,0.3,0.35,0.375,0.4,0.425,0.45,0.475,0.5,0.525").split(",")]
     net = create_bench_devnet(tmp_path / "net")
     out = tmp_path / "loadgen.json"
     try:
