@@ -55,13 +55,13 @@ def _genesis(accounts: int, senders: list[Keypair]) -> Genesis:
     return Genesis.from_document(doc, keep_document=False)  # as a node loads it: from_file keeps no document
 
 
-def _blocks(senders: list[Keypair], count: int, recipients: int) -> list[list[bytes]]:
+def _blocks(senders: list[Keypair], count: int, recipients: int, block_txs: int = BLOCK_TXS) -> list[list[bytes]]:
     """Pre-signed transfers: each sender sends in turn, to recipients spread over the state."""
     nonces = [0] * len(senders)
     blocks, n = [], 0
     for _ in range(count):
         txs = []
-        for _ in range(BLOCK_TXS):
+        for _ in range(block_txs):
             s = n % len(senders)
             to = ((n * 7919) % recipients).to_bytes(8, "big") * 4
             txs.append(make_tx(CHAIN, "transfer", senders[s], nonces[s], to=to, amount=1 + n % 1000))

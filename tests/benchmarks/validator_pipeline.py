@@ -40,26 +40,6 @@ PHASES = ("checks", "admission", "execution", "commit", "update")
 SENDERS = 2_000
 
 
-def signed_blocks(count: int, block_txs: int, accounts: int, senders: list[Any]) -> list[list[bytes]]:
-    """`count` blocks of `block_txs` pre-signed transfers: each sender in turn, to recipients spread
-    over the state."""
-    from ledger import make_tx
-    from tests.benchmarks.test_bench_ledger import CHAIN
-
-    nonces = [0] * len(senders)
-    blocks, n = [], 0
-    for _ in range(count):
-        txs = []
-        for _ in range(block_txs):
-            s = n % len(senders)
-            to = ((n * 7919) % accounts).to_bytes(8, "big") * 4
-            txs.append(make_tx(CHAIN, "transfer", senders[s], nonces[s], to=to, amount=1 + n % 1000))
-            nonces[s] += 1
-            n += 1
-        blocks.append(txs)
-    return blocks
-
-
 def run_pipeline(blocks: int, block_txs: int, accounts: int, directory: Path) -> dict[str, Any]:
     """Run `blocks` blocks through the pipeline over a new store in `directory`; µs of CPU per
     transfer in each phase, and what the ledger ends at."""
@@ -69,11 +49,11 @@ def run_pipeline(blocks: int, block_txs: int, accounts: int, directory: Path) ->
     from ledger import BlockInput, LedgerDB, LevelDBStore
     from ledger.crypto import Keypair
     from ledger.tx import SignatureCache, Tx
-    from tests.benchmarks.test_bench_ledger import CHAIN, _genesis
+    from tests.benchmarks.test_bench_ledger import CHAIN, _blocks, _genesis
 
     senders = [Keypair.from_seed(i.to_bytes(32, "big")) for i in range(1, min(SENDERS, accounts) + 1)]
     db = LedgerDB(LevelDBStore(str(directory)), _genesis(accounts, senders))
-    txs_by_block = signed_blocks(blocks, block_txs, accounts, senders)
+    txs_by_block = _blocks(senders, blocks, accounts, block_txs)  # the ledger benchmark's kind of block
     gc.collect()
     gc.freeze()  # as a node does once loaded (consensus/node.py, tune_garbage_collection)
     gc.set_threshold(*GC_THRESHOLDS)
