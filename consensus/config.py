@@ -79,7 +79,7 @@ class ConsensusConfig:
     it): lets transactions gather. Each height costs a validator a few ms whatever its size (a
     proposal, two rounds of votes signed and checked, the WAL's and the signer guard's durable
     writes, the top of the state tree): at 5,000 transfers/s a devnet ran 3.4 heights a second at
-    200 ms and about 2 at 400, which costs 0.1-0.15 s more submit-to-commit latency
+    200 ms and about 2 at 400, which costs 0.1-0.2 s more submit-to-commit latency
     (tests/benchmarks/README.md, "block_interval_ms")."""
     empty_block_interval_ms: int = 0
     """When the mempool is empty after a commit, wait up to this long (if longer than
