@@ -43,20 +43,34 @@ SENDERS = 2_000
 def run_pipeline(blocks: int, block_txs: int, accounts: int, directory: Path) -> dict[str, Any]:
     """Run `blocks` blocks through the pipeline over a new store in `directory`; µs of CPU per
     transfer in each phase, and what the ledger ends at."""
-    from consensus.mempool import Mempool
     from consensus.node import GC_THRESHOLDS
-    from consensus.verifier import prevalidate
-    from ledger import BlockInput, LedgerDB, LevelDBStore
+    from ledger import LedgerDB, LevelDBStore
     from ledger.crypto import Keypair
-    from ledger.tx import SignatureCache, Tx
-    from tests.benchmarks.test_bench_ledger import CHAIN, _blocks, _genesis
+    from tests.benchmarks.test_bench_ledger import _blocks, _genesis
 
     senders = [Keypair.from_seed(i.to_bytes(32, "big")) for i in range(1, min(SENDERS, accounts) + 1)]
     db = LedgerDB(LevelDBStore(str(directory)), _genesis(accounts, senders))
     txs_by_block = _blocks(senders, blocks, accounts, block_txs)  # the ledger benchmark's kind of block
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     gc.collect()
     gc.freeze()  # as a node does once loaded (consensus/node.py, tune_garbage_collection)
     gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        return _timed(db, txs_by_block, blocks, block_txs, accounts)
+    finally:  # the caller's process as it was (a test's)
+        gc.set_threshold(*thresholds)
+        if not frozen:  # else what the caller froze would thaw with what this froze
+            gc.unfreeze()
+        db.store.close()
+
+
+def _timed(db: Any, txs_by_block: list[list[bytes]], blocks: int, block_txs: int, accounts: int) -> dict[str, Any]:
+    from consensus.mempool import Mempool
+    from consensus.verifier import prevalidate
+    from ledger import BlockInput
+    from ledger.tx import SignatureCache, Tx
+    from tests.benchmarks.test_bench_ledger import CHAIN
+
     cache = SignatureCache()
     pool = Mempool(db, cache)
     clock = time.process_time
@@ -102,7 +116,6 @@ def run_pipeline(blocks: int, block_txs: int, accounts: int, directory: Path) ->
         "us_per_transfer": {name: round(spent[name] / transfers * 1e6, 2) for name in PHASES},
         "us_per_transfer_all": round(sum(spent.values()) / transfers * 1e6, 2),
     }
-    db.store.close()
     return result
 
 

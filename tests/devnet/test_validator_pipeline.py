@@ -4,6 +4,7 @@ signs is admitted, executed and committed, the pool ends empty, and each phase i
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_every_block_is_admitted_executed_and_committed(tmp_path: Path) -> None:
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     result = run_pipeline(blocks=3, block_txs=40, accounts=300, directory=tmp_path / "db")
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (thresholds, frozen)  # the test process as it was
     assert result["executed_txs"] == 120  # every transfer applied: admitted ones hold their recorded effects
     assert result["height"] == 3
     assert result["pending_after"] == 0  # each block's transactions leave the pool at its commit
