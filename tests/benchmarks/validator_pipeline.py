@@ -106,7 +106,7 @@ def _timed(db: Any, txs_by_block: list[list[bytes]], blocks: int, block_txs: int
             executed_txs += len(executed.txs)
         waiting = raws
     transfers = blocks * block_txs
-    result = {
+    return {
         "blocks": blocks,
         "block_txs": block_txs,
         "accounts": accounts,
@@ -116,13 +116,12 @@ def _timed(db: Any, txs_by_block: list[list[bytes]], blocks: int, block_txs: int
         "us_per_transfer": {name: round(spent[name] / transfers * 1e6, 2) for name in PHASES},
         "us_per_transfer_all": round(sum(spent.values()) / transfers * 1e6, 2),
     }
-    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=40)
-    parser.add_argument("--block-txs", type=int, default=900, help="transfers a block (a loaded devnet's blocks: 900-1,800)")
+    parser.add_argument("--block-txs", type=int, default=900, help="transfers a block (a loaded devnet's: 900-3,000; the figures in tests/benchmarks/README.md are of 900)")
     parser.add_argument("--accounts", type=int, default=10_000, help="the network benchmark's 10,000 by default")
     parser.add_argument("--copies", type=int, default=1, help="pipelines run at once, each its own process")
     args = parser.parse_args()
