@@ -1,8 +1,10 @@
 """The replay's worker pool (cli/audit/pool.py): answers in order, a worker's exception raised again
-here, a dead worker named, every worker reaped at close."""
+here, a dead worker named, every worker reaped at close, the caller's heap frozen while the workers
+share it."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 
@@ -32,8 +34,12 @@ def unpicklable() -> object:
     return lambda: None
 
 
+def freeze_count() -> int:
+    return gc.get_freeze_count()
+
+
 def dispatch(name: str, *args: object) -> object:
-    return {"echo": echo, "fail": fail, "wait_for_gate": wait_for_gate, "unpicklable": unpicklable}[name](*args)
+    return {"echo": echo, "fail": fail, "wait_for_gate": wait_for_gate, "unpicklable": unpicklable, "freeze_count": freeze_count}[name](*args)
 
 
 def test_each_answer_belongs_to_its_task_and_the_workers_share_the_tasks() -> None:
@@ -102,3 +108,31 @@ def test_close_reaps_every_worker_even_one_still_busy() -> None:
 def test_a_pool_needs_a_worker() -> None:
     with pytest.raises(ValueError):
         WorkerPool(0, dispatch)
+
+
+def test_the_heap_the_workers_share_is_frozen_until_close_and_then_thawed() -> None:
+    gc.unfreeze()  # a caller with nothing frozen
+    held = [[i] for i in range(10_000)]  # tracked objects of the caller's, there before the fork
+    pool = WorkerPool(2, dispatch)
+    try:
+        assert gc.get_freeze_count() >= len(held)  # no collection here walks (and so copies) them
+        assert all(pool.submit("freeze_count").result() >= len(held) for _ in range(2))  # nor in a worker
+        frozen = gc.get_freeze_count()
+        made_after = [[i] for i in range(1_000)]
+        assert gc.get_freeze_count() < frozen + len(made_after)  # what comes after the fork is collected as ever
+    finally:
+        pool.close()
+    assert gc.get_freeze_count() == 0
+    pool.close()  # a second close thaws nothing more
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_caller_that_froze_its_heap_itself_keeps_it_frozen() -> None:
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with WorkerPool(1, dispatch) as pool:
+            assert pool.submit("echo", 1, b"").result()[0] == 1
+        assert gc.get_freeze_count() >= before > 0
+    finally:
+        gc.unfreeze()
